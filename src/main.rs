@@ -1,0 +1,5 @@
+//! The `clientlog` command line: wires configuration to the library crates.
+
+fn main() {
+    println!("clientlog");
+}
