@@ -5,9 +5,17 @@
 //! Nothing here does I/O or reads a clock: every verdict is a function of the events, the
 //! policies and an explicit `as_of`, so a replay gives the same answer bit for bit.
 
+pub mod calendar;
 pub mod event;
+pub mod policy;
+pub mod schema;
+pub mod state;
 pub mod upcast;
 pub mod values;
+pub mod verdict;
 
 pub use event::{DecodeError, Event, EventData, EventId, EventType};
+pub use policy::Policies;
+pub use state::CustomerState;
 pub use values::{CustomerId, Money};
+pub use verdict::{evaluate, Grade, RiskBand, Stage, Verdict};

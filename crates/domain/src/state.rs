@@ -1,0 +1,543 @@
+//! A customer's folded state: bounded in size however many events the customer has.
+//!
+//! `CustomerState::apply` folds one event. Quantities that do not depend on order — sums,
+//! counts, windows by business time, "latest by business time" — give the same state whatever
+//! order late events arrive in: month and day windows slide on the latest business time seen,
+//! and a value that fell out of a window in order is dropped the same way when it arrives late.
+//! What the policies need and nothing more is kept: monthly buckets, a bitmap of purchase days,
+//! open complaints, recent contracts, the latest reassignment and assessment.
+
+use serde::Serialize;
+
+use crate::calendar::{day_of, day_of_date, month_of_day, Day, Month};
+use crate::event::{EventData, ReassignReason, Severity};
+use crate::values::{Currency, Ident, Label, Personal, Text};
+use crate::Event;
+
+/// Months kept in the monthly windows: the latest month and the 12 complete months before it.
+pub const MONTHS: usize = 13;
+/// Days kept in the purchase-day bitmap (about 2.8 years).
+pub const BITMAP_DAYS: usize = 1024;
+/// Most recent contracts kept; older ones are only counted.
+pub const MAX_CONTRACTS: usize = 8;
+/// Unmatched complaint resolutions kept to match a late `complaint.filed`.
+pub const MAX_ORPHANS: usize = 8;
+
+/// A value with the business time it was stated at; the latest statement wins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped<T> {
+    pub at: i64,
+    pub value: T,
+}
+
+fn set_latest<T>(slot: &mut Option<Stamped<T>>, at: i64, value: T) {
+    if slot.as_ref().is_none_or(|s| at >= s.at) {
+        *slot = Some(Stamped { at, value });
+    }
+}
+
+/// Per-month values for the `MONTHS` months ending with the latest month seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthWindow<T> {
+    latest: Month,
+    slots: [T; MONTHS],
+}
+
+impl<T: Copy + Default> Default for MonthWindow<T> {
+    fn default() -> Self {
+        Self {
+            latest: Month::MIN,
+            slots: [T::default(); MONTHS],
+        }
+    }
+}
+
+impl<T: Copy + Default> MonthWindow<T> {
+    fn slot(month: Month) -> usize {
+        month.rem_euclid(MONTHS as i32) as usize
+    }
+
+    /// Updates `month`'s value; a month older than the window is dropped (returns false).
+    pub fn update(&mut self, month: Month, f: impl FnOnce(&mut T)) -> bool {
+        if self.latest == Month::MIN {
+            self.latest = month;
+        } else if month > self.latest {
+            let clear = (month - self.latest).min(MONTHS as i32);
+            for m in (month - clear + 1)..=month {
+                self.slots[Self::slot(m)] = T::default();
+            }
+            self.latest = month;
+        } else if month <= self.latest - MONTHS as i32 {
+            return false;
+        }
+        f(&mut self.slots[Self::slot(month)]);
+        true
+    }
+
+    /// The value of `month`, or the default if it is outside the window.
+    pub fn get(&self, month: Month) -> T {
+        if self.latest != Month::MIN && month <= self.latest && month > self.latest - MONTHS as i32
+        {
+            self.slots[Self::slot(month)]
+        } else {
+            T::default()
+        }
+    }
+
+    /// Folds the `count` months ending with `last`.
+    pub fn sum<A>(&self, last: Month, count: i32, init: A, f: impl Fn(A, T) -> A) -> A {
+        ((last - count + 1)..=last).fold(init, |acc, m| f(acc, self.get(m)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SalesMonth {
+    /// Sum in minor units of the customer's currency.
+    pub amount: u64,
+    pub orders: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct InteractionMonth {
+    pub count: u16,
+    /// Interactions with sentiment −1 or −2.
+    pub negative: u16,
+}
+
+/// Complaints filed in a month, by severity (low, medium, high, critical).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ComplaintMonth {
+    pub filed: [u16; 4],
+    pub unsatisfied: u16,
+}
+
+/// Distinct purchase days: a bitmap of the last `BITMAP_DAYS` days before the latest purchase
+/// day, and a count (and the latest) of the distinct days before that.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PurchaseDays {
+    latest: Day,
+    #[serde(skip)]
+    bits: [u64; BITMAP_DAYS / 64],
+    /// Distinct purchase days older than the bitmap.
+    older: u32,
+    /// The latest of those older days.
+    older_latest: Option<Day>,
+    /// The earliest purchase day ever.
+    first: Day,
+}
+
+impl Default for PurchaseDays {
+    fn default() -> Self {
+        Self {
+            latest: Day::MIN,
+            bits: [0; BITMAP_DAYS / 64],
+            older: 0,
+            older_latest: None,
+            first: Day::MAX,
+        }
+    }
+}
+
+impl PurchaseDays {
+    fn index(day: Day) -> (usize, u64) {
+        let i = day.rem_euclid(BITMAP_DAYS as i32) as usize;
+        (i / 64, 1u64 << (i % 64))
+    }
+
+    fn in_window(&self, day: Day) -> bool {
+        day <= self.latest && day > self.latest - BITMAP_DAYS as i32
+    }
+
+    fn contains(&self, day: Day) -> bool {
+        let (word, bit) = Self::index(day);
+        self.in_window(day) && self.bits[word] & bit != 0
+    }
+
+    fn push_older(&mut self, day: Day) {
+        self.older += 1;
+        self.older_latest = Some(self.older_latest.map_or(day, |d| d.max(day)));
+    }
+
+    pub fn insert(&mut self, day: Day) {
+        self.first = self.first.min(day);
+        if self.latest == Day::MIN {
+            self.latest = day;
+        } else if day > self.latest {
+            // Slide: days leaving the window become "older".
+            let leaving = (day - self.latest).min(BITMAP_DAYS as i32);
+            let first_leaving = self.latest - BITMAP_DAYS as i32 + 1;
+            for d in first_leaving..first_leaving + leaving {
+                let (word, bit) = Self::index(d);
+                if self.bits[word] & bit != 0 {
+                    self.bits[word] &= !bit;
+                    self.push_older(d);
+                }
+            }
+            self.latest = day;
+        } else if !self.in_window(day) {
+            // Older than the window: counted, but cannot be told apart from a day already counted.
+            self.push_older(day);
+            return;
+        }
+        let (word, bit) = Self::index(day);
+        self.bits[word] |= bit;
+    }
+
+    pub fn distinct(&self) -> u32 {
+        self.older + self.bits.iter().map(|w| w.count_ones()).sum::<u32>()
+    }
+
+    pub fn first(&self) -> Option<Day> {
+        (self.first != Day::MAX).then_some(self.first)
+    }
+
+    pub fn latest(&self) -> Option<Day> {
+        (self.latest != Day::MIN).then_some(self.latest)
+    }
+
+    /// The latest purchase day before `day`.
+    pub fn previous(&self, day: Day) -> Option<Day> {
+        let low = self.latest - BITMAP_DAYS as i32 + 1;
+        let mut d = day.min(self.latest + 1) - 1;
+        while d >= low {
+            if self.contains(d) {
+                return Some(d);
+            }
+            d -= 1;
+        }
+        self.older_latest.filter(|&o| o < day)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Purchases {
+    /// The currency sales are summed in: that of the first purchase applied.
+    pub currency: Option<Currency>,
+    pub orders: u64,
+    /// Sum of all purchases in `currency`, in minor units (saturating).
+    pub total_minor: u64,
+    /// Purchases in another currency: counted, not summed.
+    pub foreign_currency_orders: u32,
+    pub last_at: Option<i64>,
+    pub days: PurchaseDays,
+    pub months: MonthWindow<SalesMonth>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Interactions {
+    pub count: u64,
+    pub last_at: Option<i64>,
+    pub months: MonthWindow<InteractionMonth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenComplaint {
+    pub id: Ident,
+    pub severity: Severity,
+    pub filed_at: i64,
+    pub escalations: u16,
+}
+
+/// A resolution whose complaint has not been seen (yet): it may arrive late.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrphanResolution {
+    pub id: Ident,
+    pub at: i64,
+    pub satisfied: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Complaints {
+    pub open: Vec<OpenComplaint>,
+    pub filed: u32,
+    pub resolved: u32,
+    /// Resolutions the customer was not satisfied with.
+    pub unsatisfied: u32,
+    pub orphans: Vec<OrphanResolution>,
+    pub months: MonthWindow<ComplaintMonth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contract {
+    pub id: Ident,
+    pub value_minor: u64,
+    pub currency: Currency,
+    pub starts_on: Day,
+    /// The latest end date, renewals included.
+    pub ends_on: Day,
+    pub auto_renew: bool,
+    pub renewals: u16,
+    pub terminated_on: Option<Day>,
+}
+
+impl Contract {
+    /// The last day the contract is in force, if it has one.
+    pub fn last_day(&self) -> Option<Day> {
+        match self.terminated_on {
+            Some(t) => Some(t.min(self.ends_on)),
+            None if self.auto_renew => None,
+            None => Some(self.ends_on),
+        }
+    }
+
+    pub fn active_on(&self, day: Day) -> bool {
+        self.starts_on <= day && self.last_day().is_none_or(|last| day <= last)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reassignment {
+    pub from: Option<Ident>,
+    pub to: Ident,
+    pub reason: ReassignReason,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Profile {
+    pub name: Option<Stamped<Personal<Text>>>,
+    pub segment: Option<Stamped<Label>>,
+    pub region: Option<Stamped<Label>>,
+    pub channel: Option<Stamped<Label>>,
+}
+
+/// Events that were tolerated but did not fit what was known; reported with every verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Anomalies {
+    pub resolved_never_filed: u32,
+    pub complaint_filed_twice: u32,
+    pub escalated_unknown_complaint: u32,
+    pub renewed_unknown_contract: u32,
+    pub terminated_unknown_contract: u32,
+    pub contract_signed_twice: u32,
+    pub reassigned_to_same_rep: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CustomerState {
+    pub events: u64,
+    pub first_event_at: Option<i64>,
+    pub last_event_at: Option<i64>,
+    pub registered_at: Option<i64>,
+    pub profile: Profile,
+    pub owner: Option<Stamped<Ident>>,
+    pub reassignments: u32,
+    pub last_reassignment: Option<Stamped<Reassignment>>,
+    pub purchases: Purchases,
+    pub interactions: Interactions,
+    pub complaints: Complaints,
+    pub contracts: Vec<Contract>,
+    /// Contracts dropped from `contracts` to keep the state bounded.
+    pub older_contracts: u32,
+    pub coverage: Option<Stamped<u8>>,
+    pub prospects: Option<Stamped<u8>>,
+    pub anomalies: Anomalies,
+}
+
+impl CustomerState {
+    /// Folds one event into the state. Events of other customers must not be passed here.
+    pub fn apply(&mut self, event: &Event) {
+        let at = event.time.unix_timestamp();
+        self.events += 1;
+        self.first_event_at = Some(self.first_event_at.map_or(at, |t| t.min(at)));
+        self.last_event_at = Some(self.last_event_at.map_or(at, |t| t.max(at)));
+        match &event.data {
+            EventData::CustomerRegistered(d) => {
+                self.registered_at = Some(self.registered_at.map_or(at, |t| t.min(at)));
+                set_latest(&mut self.profile.name, at, d.name.clone());
+                if let Some(v) = &d.segment {
+                    set_latest(&mut self.profile.segment, at, v.clone());
+                }
+                if let Some(v) = &d.region {
+                    set_latest(&mut self.profile.region, at, v.clone());
+                }
+                if let Some(v) = &d.channel {
+                    set_latest(&mut self.profile.channel, at, v.clone());
+                }
+                if let Some(owner) = &d.owner {
+                    set_latest(&mut self.owner, at, owner.clone());
+                }
+            }
+            EventData::ProfileUpdated(d) => {
+                if let Some(v) = &d.name {
+                    set_latest(&mut self.profile.name, at, v.clone());
+                }
+                if let Some(v) = &d.segment {
+                    set_latest(&mut self.profile.segment, at, v.clone());
+                }
+                if let Some(v) = &d.region {
+                    set_latest(&mut self.profile.region, at, v.clone());
+                }
+                if let Some(v) = &d.channel {
+                    set_latest(&mut self.profile.channel, at, v.clone());
+                }
+            }
+            EventData::InteractionLogged(d) => {
+                let i = &mut self.interactions;
+                i.count += 1;
+                i.last_at = Some(i.last_at.map_or(at, |t| t.max(at)));
+                let negative = d.sentiment.is_some_and(|s| s.get() < 0);
+                i.months.update(month_of_day(day_of(at)), |m| {
+                    m.count = m.count.saturating_add(1);
+                    m.negative = m.negative.saturating_add(u16::from(negative));
+                });
+            }
+            EventData::PurchaseRecorded(d) => {
+                let p = &mut self.purchases;
+                p.orders += 1;
+                p.last_at = Some(p.last_at.map_or(at, |t| t.max(at)));
+                let day = day_of(at);
+                p.days.insert(day);
+                let currency = *p.currency.get_or_insert(d.amount.currency);
+                if currency == d.amount.currency {
+                    let amount = d.amount.minor.get();
+                    p.total_minor = p.total_minor.saturating_add(amount);
+                    p.months.update(month_of_day(day), |m| {
+                        m.amount = m.amount.saturating_add(amount);
+                        m.orders += 1;
+                    });
+                } else {
+                    p.foreign_currency_orders += 1;
+                    p.months.update(month_of_day(day), |m| m.orders += 1);
+                }
+            }
+            EventData::ContractSigned(d) => {
+                if self.contracts.iter().any(|c| c.id == d.contract_id) {
+                    self.anomalies.contract_signed_twice += 1;
+                    return;
+                }
+                self.contracts.push(Contract {
+                    id: d.contract_id.clone(),
+                    value_minor: d.value.minor.get(),
+                    currency: d.value.currency,
+                    starts_on: day_of_date(d.starts_on),
+                    ends_on: day_of_date(d.ends_on),
+                    auto_renew: d.auto_renew.unwrap_or(false),
+                    renewals: 0,
+                    terminated_on: None,
+                });
+                if self.contracts.len() > MAX_CONTRACTS {
+                    // Keep the contracts that matter for "now": drop the one that ended first.
+                    let oldest = (0..self.contracts.len())
+                        .min_by_key(|&i| (self.contracts[i].ends_on, self.contracts[i].id.clone()))
+                        .unwrap_or(0);
+                    self.contracts.remove(oldest);
+                    self.older_contracts += 1;
+                }
+            }
+            EventData::ContractRenewed(d) => {
+                match self.contracts.iter_mut().find(|c| c.id == d.contract_id) {
+                    Some(c) => {
+                        c.ends_on = c.ends_on.max(day_of_date(d.ends_on));
+                        c.renewals += 1;
+                        if let Some(value) = d.value {
+                            c.value_minor = value.minor.get();
+                            c.currency = value.currency;
+                        }
+                    }
+                    None => self.anomalies.renewed_unknown_contract += 1,
+                }
+            }
+            EventData::ContractTerminated(d) => {
+                match self.contracts.iter_mut().find(|c| c.id == d.contract_id) {
+                    Some(c) => {
+                        let on = day_of_date(d.effective_on);
+                        c.terminated_on = Some(c.terminated_on.map_or(on, |t| t.min(on)));
+                    }
+                    None => self.anomalies.terminated_unknown_contract += 1,
+                }
+            }
+            EventData::ComplaintFiled(d) => {
+                let c = &mut self.complaints;
+                if c.open.iter().any(|o| o.id == d.complaint_id) {
+                    self.anomalies.complaint_filed_twice += 1;
+                    return;
+                }
+                c.filed += 1;
+                let severity = d.severity;
+                c.months.update(month_of_day(day_of(at)), |m| {
+                    m.filed[severity as usize] = m.filed[severity as usize].saturating_add(1);
+                });
+                if let Some(i) = c.orphans.iter().position(|o| o.id == d.complaint_id) {
+                    // Its resolution arrived first: the complaint is filed and resolved at once.
+                    c.orphans.remove(i);
+                    self.anomalies.resolved_never_filed =
+                        self.anomalies.resolved_never_filed.saturating_sub(1);
+                    return;
+                }
+                c.open.push(OpenComplaint {
+                    id: d.complaint_id.clone(),
+                    severity,
+                    filed_at: at,
+                    escalations: 0,
+                });
+            }
+            EventData::ComplaintEscalated(d) => {
+                match self
+                    .complaints
+                    .open
+                    .iter_mut()
+                    .find(|o| o.id == d.complaint_id)
+                {
+                    Some(o) => {
+                        o.escalations += 1;
+                        if let Some(s) = d.severity {
+                            o.severity = o.severity.max(s);
+                        }
+                    }
+                    None => self.anomalies.escalated_unknown_complaint += 1,
+                }
+            }
+            EventData::ComplaintResolved(d) => {
+                let c = &mut self.complaints;
+                c.resolved += 1;
+                if d.satisfied == Some(false) {
+                    c.unsatisfied += 1;
+                    c.months.update(month_of_day(day_of(at)), |m| {
+                        m.unsatisfied = m.unsatisfied.saturating_add(1)
+                    });
+                }
+                match c.open.iter().position(|o| o.id == d.complaint_id) {
+                    Some(i) => {
+                        c.open.remove(i);
+                    }
+                    None => {
+                        self.anomalies.resolved_never_filed += 1;
+                        if c.orphans.len() < MAX_ORPHANS {
+                            c.orphans.push(OrphanResolution {
+                                id: d.complaint_id.clone(),
+                                at,
+                                satisfied: d.satisfied,
+                            });
+                        }
+                    }
+                }
+            }
+            EventData::CustomerReassigned(d) => {
+                let current = self.owner.as_ref().map(|o| &o.value);
+                if d.from_rep.as_ref() == Some(&d.to_rep) || current == Some(&d.to_rep) {
+                    self.anomalies.reassigned_to_same_rep += 1;
+                    return;
+                }
+                self.reassignments += 1;
+                set_latest(&mut self.owner, at, d.to_rep.clone());
+                set_latest(
+                    &mut self.last_reassignment,
+                    at,
+                    Reassignment {
+                        from: d.from_rep.clone(),
+                        to: d.to_rep.clone(),
+                        reason: d.reason,
+                    },
+                );
+            }
+            EventData::AssessmentRecorded(d) => {
+                if let Some(v) = d.coverage {
+                    set_latest(&mut self.coverage, at, v.get());
+                }
+                if let Some(v) = d.prospects {
+                    set_latest(&mut self.prospects, at, v.get());
+                }
+            }
+        }
+    }
+}

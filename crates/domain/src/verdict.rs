@@ -1,0 +1,895 @@
+//! `evaluate`: a customer's state, the policies and an explicit `as_of` give a `Verdict` —
+//! grade with every factor, lifecycle stage with the rule that put it there, churn risk with its
+//! reasons. Pure and deterministic: the same inputs give the same verdict, bit for bit.
+//!
+//! Details are kept as data and rendered to text only when shown, so evaluating a million
+//! customers does not format a million sentences.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::calendar::{date_of_day, day_of, first_day_of_month, month_of_day, Day, Month};
+use crate::event::{ReassignReason, Severity};
+use crate::policy::{ChurnPolicy, Factor, GradingPolicy, LifecyclePolicy, Policies};
+use crate::state::{Anomalies, CustomerState};
+use crate::values::{Currency, Ident};
+
+const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Grade {
+    A,
+    B,
+    C,
+    D,
+    E,
+}
+
+impl Grade {
+    pub const ALL: [Grade; 5] = [Grade::A, Grade::B, Grade::C, Grade::D, Grade::E];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grade::A => "A",
+            Grade::B => "B",
+            Grade::C => "C",
+            Grade::D => "D",
+            Grade::E => "E",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Prospect,
+    Developing,
+    Established,
+    Declining,
+    Churned,
+    Reactivated,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::Prospect,
+        Stage::Developing,
+        Stage::Established,
+        Stage::Declining,
+        Stage::Churned,
+        Stage::Reactivated,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Prospect => "prospect",
+            Stage::Developing => "developing",
+            Stage::Established => "established",
+            Stage::Declining => "declining",
+            Stage::Churned => "churned",
+            Stage::Reactivated => "reactivated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskBand {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskBand {
+    pub const ALL: [RiskBand; 4] = [
+        RiskBand::Low,
+        RiskBand::Medium,
+        RiskBand::High,
+        RiskBand::Critical,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskBand::Low => "low",
+            RiskBand::Medium => "medium",
+            RiskBand::High => "high",
+            RiskBand::Critical => "critical",
+        }
+    }
+}
+
+/// Everything the projections say about one customer at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    #[serde(serialize_with = "as_date")]
+    pub as_of_day: Day,
+    pub grade: Grade,
+    pub score: f64,
+    pub factors: [FactorScore; 5],
+    pub stage: Stage,
+    #[serde(serialize_with = "as_date")]
+    pub stage_since: Day,
+    pub stage_rule: StageRule,
+    pub risk: f64,
+    pub risk_band: RiskBand,
+    pub risk_reasons: Vec<RiskReason>,
+    pub anomalies: Anomalies,
+}
+
+fn as_date<S: Serializer>(day: &Day, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&crate::event::iso_date::format(&date_of_day(*day)))
+}
+
+/// One factor of the grade.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactorScore {
+    pub factor: Factor,
+    /// The measured value (unit per factor, see `FactorDetail`); `None` when there is none.
+    pub raw: Option<f64>,
+    pub sub_score: f64,
+    pub weight: u8,
+    pub contribution: f64,
+    pub detail: FactorDetail,
+}
+
+/// What a factor's raw value was made of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactorDetail {
+    /// `raw` = average monthly sales in minor units.
+    MonthlySales {
+        months: u8,
+        currency: Option<Currency>,
+        target_minor: Option<u64>,
+    },
+    /// `raw` = growth in percent.
+    SalesGrowth {
+        recent_minor: u64,
+        earlier_minor: u64,
+        months: u8,
+    },
+    /// `raw` = the assessed value, `None` if never assessed.
+    Assessed { assessed_on: Option<Day> },
+    /// `raw` = loyalty points.
+    Loyalty {
+        tenure_months: f64,
+        active_months: u8,
+        complaint_penalty: f64,
+    },
+}
+
+impl fmt::Display for FactorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FactorDetail::MonthlySales { months, currency: None, .. } => {
+                write!(f, "no purchases in the last {months} complete months")
+            }
+            FactorDetail::MonthlySales { currency: Some(c), target_minor: None, .. } => {
+                write!(f, "no monthly sales target for {c} in the grading policy")
+            }
+            FactorDetail::MonthlySales { months, currency: Some(c), target_minor: Some(t) } => {
+                write!(f, "average of the last {months} complete months against a target of {t} {c} minor units")
+            }
+            FactorDetail::SalesGrowth { recent_minor, earlier_minor, months } => write!(
+                f,
+                "{recent_minor} in the last {months} complete months against {earlier_minor} in the {months} before"
+            ),
+            FactorDetail::Assessed { assessed_on: Some(day) } => {
+                write!(f, "assessed on {}", crate::event::iso_date::format(&date_of_day(*day)))
+            }
+            FactorDetail::Assessed { assessed_on: None } => {
+                f.write_str("never assessed; the policy's default applies")
+            }
+            FactorDetail::Loyalty { tenure_months, active_months, complaint_penalty } => write!(
+                f,
+                "{tenure_months:.1} months of tenure, purchases in {active_months} of the last 12 months, complaint penalty {complaint_penalty}"
+            ),
+        }
+    }
+}
+
+impl Serialize for FactorDetail {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Which lifecycle rule decided the stage, with the numbers it looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageRule {
+    NeverBought,
+    SilentPastChurnThreshold {
+        silent_days: i32,
+        threshold_days: i32,
+    },
+    ReturnedAfterSilence {
+        gap_days: i32,
+        threshold_days: i32,
+    },
+    Overdue {
+        silent_days: i32,
+        threshold_days: i32,
+    },
+    SalesDrop {
+        drop_percent: f64,
+        months: u8,
+    },
+    TenureAndRepeat {
+        tenure_days: i32,
+        purchase_days: u32,
+    },
+    EarlyBuyer {
+        tenure_days: i32,
+        purchase_days: u32,
+    },
+}
+
+impl StageRule {
+    /// A stable identifier of the rule, for filtering and for the read model.
+    pub fn id(&self) -> &'static str {
+        match self {
+            StageRule::NeverBought => "prospect.never_bought",
+            StageRule::SilentPastChurnThreshold { .. } => "churned.silent_past_threshold",
+            StageRule::ReturnedAfterSilence { .. } => "reactivated.returned_after_silence",
+            StageRule::Overdue { .. } => "declining.overdue",
+            StageRule::SalesDrop { .. } => "declining.sales_drop",
+            StageRule::TenureAndRepeat { .. } => "established.tenure_and_repeat",
+            StageRule::EarlyBuyer { .. } => "developing.early_buyer",
+        }
+    }
+}
+
+impl fmt::Display for StageRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StageRule::NeverBought => f.write_str("no purchase yet"),
+            StageRule::SilentPastChurnThreshold { silent_days, threshold_days } => write!(
+                f,
+                "no purchase for {silent_days} days; churned after {threshold_days}"
+            ),
+            StageRule::ReturnedAfterSilence { gap_days, threshold_days } => write!(
+                f,
+                "bought again after {gap_days} days without a purchase (churn threshold {threshold_days})"
+            ),
+            StageRule::Overdue { silent_days, threshold_days } => write!(
+                f,
+                "no purchase for {silent_days} days; declining after {threshold_days}"
+            ),
+            StageRule::SalesDrop { drop_percent, months } => write!(
+                f,
+                "sales of the last {months} complete months fell {drop_percent:.0} % against the {months} before"
+            ),
+            StageRule::TenureAndRepeat { tenure_days, purchase_days } => write!(
+                f,
+                "buying for {tenure_days} days, on {purchase_days} distinct days"
+            ),
+            StageRule::EarlyBuyer { tenure_days, purchase_days } => write!(
+                f,
+                "first purchase {tenure_days} days ago, {purchase_days} distinct purchase days"
+            ),
+        }
+    }
+}
+
+impl Serialize for StageRule {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("StageRule", 2)?;
+        s.serialize_field("rule", self.id())?;
+        s.serialize_field("detail", &self.to_string())?;
+        s.end()
+    }
+}
+
+/// One reason the customer may churn, and the points it adds to the risk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskReason {
+    pub factor: RiskFactor,
+    pub points: f64,
+    pub detail: ReasonDetail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskFactor {
+    BuyingSilence,
+    NeverBought,
+    FallingPurchases,
+    OpenComplaint,
+    UnsatisfiedResolution,
+    ContractEnding,
+    ContractTerminated,
+    ContractLapsed,
+    AccountManagerChanged,
+    NegativeSentiment,
+    FadingEngagement,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReasonDetail {
+    Silence {
+        silent_days: i32,
+        usual_gap_days: Option<f64>,
+        purchase_days: u32,
+        probability: f64,
+    },
+    NeverBought,
+    Falling {
+        drop_percent: f64,
+        months: u8,
+    },
+    Complaint {
+        id: Ident,
+        severity: Severity,
+        open_days: i32,
+        overdue_days: Option<i32>,
+    },
+    Unsatisfied {
+        count: u32,
+        months: u8,
+    },
+    ContractEnding {
+        id: Ident,
+        in_days: i32,
+    },
+    ContractTerminated {
+        id: Ident,
+        days_ago: i32,
+    },
+    ContractLapsed {
+        id: Ident,
+        days_ago: i32,
+    },
+    Reassigned {
+        reason: ReassignReason,
+        days_ago: i32,
+        from: Option<Ident>,
+        to: Ident,
+    },
+    Negative {
+        count: u32,
+        months: u8,
+    },
+    Fading {
+        drop_percent: f64,
+        months: u8,
+    },
+}
+
+impl fmt::Display for ReasonDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReasonDetail::Silence { silent_days, usual_gap_days: Some(gap), purchase_days, probability } => write!(
+                f,
+                "no purchase for {silent_days} days; usually every {gap:.0} days over {purchase_days} purchase days ({:.0} % chance of no purchase in the horizon)",
+                probability * 100.0
+            ),
+            ReasonDetail::Silence { silent_days, usual_gap_days: None, probability, .. } => write!(
+                f,
+                "one purchase day only, {silent_days} days ago ({:.0} % chance of no purchase in the horizon)",
+                probability * 100.0
+            ),
+            ReasonDetail::NeverBought => f.write_str("has never bought"),
+            ReasonDetail::Falling { drop_percent, months } => write!(
+                f,
+                "sales of the last {months} complete months fell {drop_percent:.0} % against the {months} before"
+            ),
+            ReasonDetail::Complaint { id, severity, open_days, overdue_days: None } => {
+                write!(f, "complaint {id} ({}) open {open_days} days", severity.as_str())
+            }
+            ReasonDetail::Complaint { id, severity, open_days, overdue_days: Some(late) } => write!(
+                f,
+                "complaint {id} ({}) open {open_days} days, {late} past its resolution deadline",
+                severity.as_str()
+            ),
+            ReasonDetail::Unsatisfied { count, months } => write!(
+                f,
+                "{count} complaint(s) resolved to the customer's dissatisfaction in the last {months} months"
+            ),
+            ReasonDetail::ContractEnding { id, in_days } => {
+                write!(f, "contract {id} ends in {in_days} days without renewal")
+            }
+            ReasonDetail::ContractTerminated { id, days_ago } => {
+                write!(f, "contract {id} terminated {days_ago} days ago")
+            }
+            ReasonDetail::ContractLapsed { id, days_ago } => {
+                write!(f, "contract {id} lapsed {days_ago} days ago and no contract is active")
+            }
+            ReasonDetail::Reassigned { reason, days_ago, from, to } => {
+                write!(f, "account manager changed {days_ago} days ago (")?;
+                if let Some(from) = from {
+                    write!(f, "{from} → ")?;
+                }
+                write!(f, "{to}, {})", reason.as_str())
+            }
+            ReasonDetail::Negative { count, months } => write!(
+                f,
+                "{count} interaction(s) with negative sentiment in the last {months} months"
+            ),
+            ReasonDetail::Fading { drop_percent, months } => write!(
+                f,
+                "interactions of the last {months} complete months fell {drop_percent:.0} % against the {months} before"
+            ),
+        }
+    }
+}
+
+impl Serialize for ReasonDetail {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `(recent, earlier)`: sums over the `n` complete months before `as_of_month` and the `n` before.
+fn compare_windows(as_of_month: Month, n: u8, month_value: impl Fn(Month) -> u64) -> (u64, u64) {
+    let n = i32::from(n);
+    let sum = |last: Month| ((last - n + 1)..=last).map(&month_value).sum::<u64>();
+    (sum(as_of_month - 1), sum(as_of_month - 1 - n))
+}
+
+fn drop_percent(recent: u64, earlier: u64) -> f64 {
+    if earlier == 0 || recent >= earlier {
+        0.0
+    } else {
+        (earlier - recent) as f64 * 100.0 / earlier as f64
+    }
+}
+
+/// Evaluates a customer's state under the policies at business time `as_of` (Unix seconds).
+pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdict {
+    let today = day_of(as_of);
+    let month = month_of_day(today);
+    let (grade, score, factors) = grade(state, &policies.grading.policy, today, month);
+    let (stage, stage_since, stage_rule) = stage(state, &policies.lifecycle.policy, today, month);
+    let (risk, risk_band, risk_reasons) = churn_risk(state, &policies.churn.policy, today, month);
+    Verdict {
+        as_of_day: today,
+        grade,
+        score,
+        factors,
+        stage,
+        stage_since,
+        stage_rule,
+        risk,
+        risk_band,
+        risk_reasons,
+        anomalies: state.anomalies,
+    }
+}
+
+fn grade(
+    state: &CustomerState,
+    policy: &GradingPolicy,
+    today: Day,
+    month: Month,
+) -> (Grade, f64, [FactorScore; 5]) {
+    let purchases = &state.purchases;
+    let sales = |m: Month| purchases.months.get(m).amount;
+
+    // Monthly sales.
+    let ms = &policy.monthly_sales;
+    let (recent, _) = compare_windows(month, ms.window_months, sales);
+    let average = recent as f64 / f64::from(ms.window_months);
+    let target = purchases
+        .currency
+        .and_then(|c| ms.target_minor.get(c.as_str()).copied());
+    let monthly_sales = match target {
+        Some(target) => (Some(average), (100.0 * average / target as f64).min(100.0)),
+        None => (purchases.currency.map(|_| average), 0.0),
+    };
+    let monthly_detail = FactorDetail::MonthlySales {
+        months: ms.window_months,
+        currency: purchases.currency,
+        target_minor: target,
+    };
+
+    // Sales growth.
+    let g = &policy.sales_growth;
+    let (recent, earlier) = compare_windows(month, g.window_months, sales);
+    let growth = match (recent, earlier) {
+        (0, 0) => (None, g.no_sales_score),
+        (_, 0) => (None, g.new_sales_score),
+        _ => {
+            let pct = (recent as f64 - earlier as f64) * 100.0 / earlier as f64;
+            let sub = (pct - g.floor_percent) * 100.0 / (g.ceiling_percent - g.floor_percent);
+            (Some(pct), sub.clamp(0.0, 100.0))
+        }
+    };
+    let growth_detail = FactorDetail::SalesGrowth {
+        recent_minor: recent,
+        earlier_minor: earlier,
+        months: g.window_months,
+    };
+
+    // Assessments.
+    let assessed = |value: &Option<crate::state::Stamped<u8>>, default: f64| match value {
+        Some(s) => (
+            (Some(f64::from(s.value)), f64::from(s.value)),
+            FactorDetail::Assessed {
+                assessed_on: Some(day_of(s.at)),
+            },
+        ),
+        None => (
+            (None, default),
+            FactorDetail::Assessed { assessed_on: None },
+        ),
+    };
+    let (coverage, coverage_detail) =
+        assessed(&state.coverage, policy.channel_coverage.default_score);
+    let (prospects, prospects_detail) =
+        assessed(&state.prospects, policy.development_prospects.default_score);
+
+    // Loyalty.
+    let l = &policy.loyalty;
+    let tenure_months = purchases.days.first().map_or(0.0, |first| {
+        f64::from((today - first).max(0)) / DAYS_PER_MONTH
+    });
+    let active_months = ((month - 12)..month)
+        .filter(|&m| purchases.months.get(m).orders > 0)
+        .count() as u8;
+    let mut penalty = f64::from(state.complaints.unsatisfied) * l.unsatisfied_penalty;
+    for m in (month - 12)..month {
+        let filed = state.complaints.months.get(m).filed;
+        for severity in [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            penalty += f64::from(filed[severity as usize]) * l.complaint_penalty.of(severity);
+        }
+    }
+    let loyalty_points = l.tenure_points
+        * (tenure_months / f64::from(l.tenure_full_months)).min(1.0)
+        + l.repeat_points * f64::from(active_months) / 12.0
+        + (l.complaint_points - penalty).max(0.0);
+    let loyalty = (Some(round2(loyalty_points)), loyalty_points);
+    let loyalty_detail = FactorDetail::Loyalty {
+        tenure_months: round2(tenure_months),
+        active_months,
+        complaint_penalty: penalty,
+    };
+
+    let factor = |factor: Factor, (raw, sub): (Option<f64>, f64), detail| {
+        let weight = policy.weights.of(factor);
+        let sub_score = round2(sub);
+        FactorScore {
+            factor,
+            raw: raw.map(round2),
+            sub_score,
+            weight,
+            contribution: round2(sub_score * f64::from(weight) / 100.0),
+            detail,
+        }
+    };
+    let factors = [
+        factor(Factor::MonthlySales, monthly_sales, monthly_detail),
+        factor(Factor::SalesGrowth, growth, growth_detail),
+        factor(Factor::ChannelCoverage, coverage, coverage_detail),
+        factor(Factor::Loyalty, loyalty, loyalty_detail),
+        factor(Factor::DevelopmentProspects, prospects, prospects_detail),
+    ];
+    let score = round2(factors.iter().map(|f| f.contribution).sum());
+    let t = &policy.thresholds;
+    let grade = if score >= t.a {
+        Grade::A
+    } else if score >= t.b {
+        Grade::B
+    } else if score >= t.c {
+        Grade::C
+    } else if score >= t.d {
+        Grade::D
+    } else {
+        Grade::E
+    };
+    (grade, score, factors)
+}
+
+/// The customer's usual gap between distinct purchase days, if they bought on two days or more.
+fn usual_gap(state: &CustomerState) -> Option<f64> {
+    let days = &state.purchases.days;
+    let (first, last) = (days.first()?, days.latest()?);
+    let distinct = days.distinct();
+    (distinct >= 2).then(|| f64::from(last - first) / f64::from(distinct - 1))
+}
+
+fn stage(
+    state: &CustomerState,
+    policy: &LifecyclePolicy,
+    today: Day,
+    month: Month,
+) -> (Stage, Day, StageRule) {
+    let days = &state.purchases.days;
+    let (Some(first), Some(last)) = (days.first(), days.latest()) else {
+        let since = state.first_event_at.map_or(today, day_of);
+        return (Stage::Prospect, since, StageRule::NeverBought);
+    };
+    let gap = usual_gap(state).unwrap_or(f64::from(policy.default_gap_days));
+    let silent = (today - last).max(0);
+    let c = &policy.churned;
+    let churn_after =
+        ((c.overdue_ratio * gap).ceil() as i64).clamp(c.min_days.into(), c.max_days.into()) as i32;
+    if silent >= churn_after {
+        let rule = StageRule::SilentPastChurnThreshold {
+            silent_days: silent,
+            threshold_days: churn_after,
+        };
+        return (Stage::Churned, last + churn_after, rule);
+    }
+    if let Some(previous) = days.previous(last) {
+        let returned_after = last - previous;
+        if returned_after >= churn_after && silent < policy.reactivated.for_days as i32 {
+            let rule = StageRule::ReturnedAfterSilence {
+                gap_days: returned_after,
+                threshold_days: churn_after,
+            };
+            return (Stage::Reactivated, last, rule);
+        }
+    }
+    let d = &policy.declining;
+    let decline_after = ((d.overdue_ratio * gap).ceil() as i32).max(d.min_overdue_days as i32);
+    if silent >= decline_after {
+        let rule = StageRule::Overdue {
+            silent_days: silent,
+            threshold_days: decline_after,
+        };
+        return (Stage::Declining, last + decline_after, rule);
+    }
+    let (recent, earlier) = compare_windows(month, d.window_months, |m| {
+        state.purchases.months.get(m).amount
+    });
+    let drop = drop_percent(recent, earlier);
+    if drop >= d.sales_drop_percent {
+        let since = first_day_of_month(month - i32::from(d.window_months));
+        let rule = StageRule::SalesDrop {
+            drop_percent: round2(drop),
+            months: d.window_months,
+        };
+        return (Stage::Declining, since, rule);
+    }
+    let tenure = (today - first).max(0);
+    let e = &policy.established;
+    let purchase_days = days.distinct();
+    if tenure >= e.min_tenure_days as i32 && purchase_days >= e.min_purchase_days {
+        let rule = StageRule::TenureAndRepeat {
+            tenure_days: tenure,
+            purchase_days,
+        };
+        return (Stage::Established, first + e.min_tenure_days as i32, rule);
+    }
+    let rule = StageRule::EarlyBuyer {
+        tenure_days: tenure,
+        purchase_days,
+    };
+    (Stage::Developing, first, rule)
+}
+
+/// The BG/NBD-style probability that the customer buys nothing within the horizon.
+fn silence_probability(policy: &ChurnPolicy, repeat_days: u32, t: f64, age: f64) -> f64 {
+    let s = &policy.silence;
+    let (r, alpha, a, b) = (s.rate_shape, s.rate_scale_days, s.dropout_a, s.dropout_b);
+    let x = f64::from(repeat_days);
+    let p_alive = if repeat_days == 0 {
+        1.0
+    } else {
+        1.0 / (1.0 + a / (b + x - 1.0) * ((alpha + age) / (alpha + t)).powf(r + x))
+    };
+    let p_buys_if_alive = 1.0 - ((alpha + age) / (alpha + age + s.horizon_days)).powf(r + x);
+    1.0 - p_alive * p_buys_if_alive
+}
+
+fn churn_risk(
+    state: &CustomerState,
+    policy: &ChurnPolicy,
+    today: Day,
+    month: Month,
+) -> (f64, RiskBand, Vec<RiskReason>) {
+    let mut reasons = Vec::new();
+    let mut push = |factor, points: f64, detail| {
+        if points > 0.0 {
+            reasons.push(RiskReason {
+                factor,
+                points: round2(points),
+                detail,
+            });
+        }
+    };
+    let days = &state.purchases.days;
+
+    // Buying silence against the customer's own rhythm.
+    match (days.first(), days.latest()) {
+        (Some(first), Some(last)) => {
+            let distinct = days.distinct();
+            let t = f64::from(last - first);
+            let age = f64::from((today - first).max(last - first));
+            let probability = silence_probability(policy, distinct - 1, t, age);
+            push(
+                RiskFactor::BuyingSilence,
+                policy.silence.max_points * probability,
+                ReasonDetail::Silence {
+                    silent_days: (today - last).max(0),
+                    usual_gap_days: usual_gap(state).map(round2),
+                    purchase_days: distinct,
+                    probability: round2(probability),
+                },
+            );
+        }
+        _ => push(
+            RiskFactor::NeverBought,
+            policy.silence.never_bought_points,
+            ReasonDetail::NeverBought,
+        ),
+    }
+
+    // Falling purchases.
+    let f = &policy.falling_purchases;
+    let (recent, earlier) = compare_windows(month, f.window_months, |m| {
+        state.purchases.months.get(m).amount
+    });
+    let drop = drop_percent(recent, earlier);
+    if drop >= f.min_drop_percent {
+        push(
+            RiskFactor::FallingPurchases,
+            f.max_points * drop / 100.0,
+            ReasonDetail::Falling {
+                drop_percent: round2(drop),
+                months: f.window_months,
+            },
+        );
+    }
+
+    // Complaints: open ones by severity and age, then unsatisfying resolutions.
+    let c = &policy.complaints;
+    let mut complaint_points = 0.0;
+    let mut complaint_reasons = Vec::new();
+    for open in &state.complaints.open {
+        let open_days = (today - day_of(open.filed_at)).max(0);
+        let deadline = c.resolution_days.of(open.severity) as i32;
+        let overdue = (open_days > deadline).then_some(open_days - deadline);
+        let points = c.open_points.of(open.severity) + overdue.map_or(0.0, |_| c.overdue_points);
+        complaint_points += points;
+        complaint_reasons.push((
+            points,
+            ReasonDetail::Complaint {
+                id: open.id.clone(),
+                severity: open.severity,
+                open_days,
+                overdue_days: overdue,
+            },
+        ));
+    }
+    let unsatisfied: u32 = (0..i32::from(c.unsatisfied_window_months))
+        .map(|back| u32::from(state.complaints.months.get(month - back).unsatisfied))
+        .sum();
+    if unsatisfied > 0 {
+        complaint_points += f64::from(unsatisfied) * c.unsatisfied_points;
+    }
+    // The cap scales every complaint reason alike, so the reasons still add up to the points.
+    let scale = if complaint_points > c.max_points {
+        c.max_points / complaint_points
+    } else {
+        1.0
+    };
+    for (points, detail) in complaint_reasons {
+        push(RiskFactor::OpenComplaint, points * scale, detail);
+    }
+    push(
+        RiskFactor::UnsatisfiedResolution,
+        f64::from(unsatisfied) * c.unsatisfied_points * scale,
+        ReasonDetail::Unsatisfied {
+            count: unsatisfied,
+            months: c.unsatisfied_window_months,
+        },
+    );
+
+    // Contracts.
+    let k = &policy.contracts;
+    let any_active = state.contracts.iter().any(|x| x.active_on(today));
+    for contract in &state.contracts {
+        if let Some(terminated) = contract.terminated_on {
+            let ago = today - terminated;
+            if (0..=k.recent_days as i32).contains(&ago) {
+                push(
+                    RiskFactor::ContractTerminated,
+                    k.terminated_points,
+                    ReasonDetail::ContractTerminated {
+                        id: contract.id.clone(),
+                        days_ago: ago,
+                    },
+                );
+                continue;
+            }
+        }
+        let Some(last) = contract.last_day() else {
+            continue;
+        };
+        if contract.terminated_on.is_some() {
+            continue;
+        }
+        let in_days = last - today;
+        if contract.active_on(today) && in_days <= k.ending_within_days as i32 {
+            push(
+                RiskFactor::ContractEnding,
+                k.ending_points,
+                ReasonDetail::ContractEnding {
+                    id: contract.id.clone(),
+                    in_days,
+                },
+            );
+        } else if !any_active && (1..=k.recent_days as i32).contains(&-in_days) {
+            push(
+                RiskFactor::ContractLapsed,
+                k.lapsed_points,
+                ReasonDetail::ContractLapsed {
+                    id: contract.id.clone(),
+                    days_ago: -in_days,
+                },
+            );
+        }
+    }
+
+    // A recent change of account manager, fading over the window.
+    let r = &policy.reassignment;
+    if let Some(last) = &state.last_reassignment {
+        let ago = today - day_of(last.at);
+        if (0..r.recent_days as i32).contains(&ago) {
+            let fade = 1.0 - f64::from(ago) / f64::from(r.recent_days);
+            push(
+                RiskFactor::AccountManagerChanged,
+                r.points.of(last.value.reason) * fade,
+                ReasonDetail::Reassigned {
+                    reason: last.value.reason,
+                    days_ago: ago,
+                    from: last.value.from.clone(),
+                    to: last.value.to.clone(),
+                },
+            );
+        }
+    }
+
+    // Negative sentiment, counting the as_of month.
+    let s = &policy.sentiment;
+    let negative: u32 = (0..i32::from(s.window_months))
+        .map(|back| u32::from(state.interactions.months.get(month - back).negative))
+        .sum();
+    push(
+        RiskFactor::NegativeSentiment,
+        (f64::from(negative) * s.points_per_negative).min(s.max_points),
+        ReasonDetail::Negative {
+            count: negative,
+            months: s.window_months,
+        },
+    );
+
+    // Fading engagement.
+    let e = &policy.engagement;
+    let (recent, earlier) = compare_windows(month, e.window_months, |m| {
+        u64::from(state.interactions.months.get(m).count)
+    });
+    let drop = drop_percent(recent, earlier);
+    if drop >= e.min_drop_percent {
+        push(
+            RiskFactor::FadingEngagement,
+            e.max_points * drop / 100.0,
+            ReasonDetail::Fading {
+                drop_percent: round2(drop),
+                months: e.window_months,
+            },
+        );
+    }
+
+    let risk = round2(reasons.iter().map(|r| r.points).sum::<f64>().min(100.0));
+    let b = &policy.bands;
+    let band = if risk >= b.critical {
+        RiskBand::Critical
+    } else if risk >= b.high {
+        RiskBand::High
+    } else if risk >= b.medium {
+        RiskBand::Medium
+    } else {
+        RiskBand::Low
+    };
+    (risk, band, reasons)
+}
