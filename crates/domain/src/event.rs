@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
@@ -173,7 +174,7 @@ impl EventData {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRegistered {
     pub name: Personal<Text>,
@@ -189,7 +190,7 @@ pub struct CustomerRegistered {
 }
 
 /// At least one field is present (checked on decode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,7 +203,7 @@ pub struct ProfileUpdated {
     pub channel: Option<Label>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionKind {
     Visit,
@@ -215,14 +216,14 @@ pub enum InteractionKind {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Inbound,
     Outbound,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionLogged {
     pub interaction_id: Ident,
@@ -237,7 +238,7 @@ pub struct InteractionLogged {
     pub sentiment: Option<Sentiment>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseRecorded {
     pub order_id: Ident,
@@ -247,40 +248,46 @@ pub struct PurchaseRecorded {
 }
 
 /// `ends_on` is not before `starts_on` (checked on decode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractSigned {
     pub contract_id: Ident,
     pub value: Money,
     #[serde(with = "iso_date")]
+    #[schemars(with = "crate::schema::IsoDate")]
     pub starts_on: Date,
     #[serde(with = "iso_date")]
+    #[schemars(with = "crate::schema::IsoDate")]
     pub ends_on: Date,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_renew: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractRenewed {
     pub contract_id: Ident,
     #[serde(with = "iso_date")]
+    #[schemars(with = "crate::schema::IsoDate")]
     pub ends_on: Date,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Money>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractTerminated {
     pub contract_id: Ident,
     #[serde(with = "iso_date")]
+    #[schemars(with = "crate::schema::IsoDate")]
     pub effective_on: Date,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Text>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -300,7 +307,7 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComplaintFiled {
     pub complaint_id: Ident,
@@ -311,7 +318,7 @@ pub struct ComplaintFiled {
     pub summary: Option<Personal<Text>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComplaintEscalated {
     pub complaint_id: Ident,
@@ -319,7 +326,7 @@ pub struct ComplaintEscalated {
     pub severity: Option<Severity>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComplaintResolved {
     pub complaint_id: Ident,
@@ -329,7 +336,7 @@ pub struct ComplaintResolved {
     pub satisfied: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReassignReason {
     StaffTurnover,
@@ -351,7 +358,7 @@ impl ReassignReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerReassigned {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,7 +368,7 @@ pub struct CustomerReassigned {
 }
 
 /// At least one of `coverage` and `prospects` is present (checked on decode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentRecorded {
     /// The rep's judgement of the customer's channel coverage.
@@ -448,25 +455,29 @@ impl<'de> Deserialize<'de> for DataContentType {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct WireEnvelope<'a> {
+pub(crate) struct WireEnvelope<'a> {
     #[allow(dead_code)]
+    #[schemars(with = "crate::schema::SpecVersion")]
     specversion: SpecVersion,
     id: EventId,
     source: Source,
     #[serde(rename = "type")]
     event_type: EventType,
     subject: CustomerId,
+    #[schemars(with = "crate::schema::Rfc3339Time")]
     time: BusinessTime,
     #[allow(dead_code)]
     #[serde(default)]
+    #[schemars(with = "Option<crate::schema::DataContentType>")]
     datacontenttype: Option<DataContentType>,
     #[serde(default, borrow)]
     dataschema: Option<Cow<'a, str>>,
     #[serde(default)]
     actor: Option<Actor>,
     #[serde(borrow)]
+    #[schemars(with = "crate::schema::Payload")]
     data: &'a RawValue,
 }
 

@@ -82,16 +82,17 @@ pub(crate) fn decode_data(
 }
 
 /// `purchase.recorded` version 2: the order's lines rather than its total.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseRecordedV2 {
     pub order_id: Ident,
+    #[schemars(length(min = 1))]
     pub lines: Vec<OrderLine>,
     #[serde(default)]
     pub discount: Option<Money>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub sku: Ident,

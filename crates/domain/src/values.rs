@@ -300,7 +300,7 @@ impl Currency {
 string_value!(Currency, "an ISO-4217 currency code such as \"CNY\"");
 
 /// An exact amount: integer minor units (e.g. fen, cents) and the currency. Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     pub minor: MinorUnits,
