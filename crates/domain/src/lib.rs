@@ -10,7 +10,6 @@ pub mod event;
 pub mod policy;
 pub mod schema;
 pub mod state;
-pub mod schema;
 pub mod upcast;
 pub mod values;
 pub mod verdict;
