@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
 struct Cli {
@@ -11,10 +13,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Generate a realistic, deterministic demo history as NDJSON.
+    Demo(demo::Args),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+    }
 }
