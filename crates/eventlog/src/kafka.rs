@@ -1,0 +1,479 @@
+//! The Kafka event log (rdkafka): one topic, key = customer id, value = CloudEvents JSON.
+//!
+//! * Offsets are Kafka's own offsets: per partition, increasing in append order, `0` for the
+//!   first record of a new topic. They are not necessarily contiguous (a topic written by a
+//!   transactional producer has gaps), so nothing here assumes `offset + 1` exists.
+//! * Producer: `enable.idempotence=true` (hence `acks=all` and ordered retries), lz4
+//!   compression by default, a few milliseconds of linger, and `message.timeout.ms` from
+//!   [`KafkaConfig::message_timeout`]: librdkafka reports every record within that time, so a
+//!   dead broker gives [`LogError::Unavailable`] instead of a hang. The `murmur2_random`
+//!   partitioner places keys exactly as the Java client does, so foreign producers keying by
+//!   customer id agree with us on the partition.
+//! * The topic is created on first use with [`KafkaConfig::partitions`] partitions and
+//!   `message.timestamp.type=LogAppendTime` (so a record's timestamp is the broker's accept
+//!   time, our `recorded_at`). An existing topic is used as it is; its partition count is logged.
+//! * Reading assigns partitions manually (no group rebalancing, no committed offsets — the
+//!   caller owns its positions) and yields every record, structured or binary CloudEvents mode
+//!   (see `cloudevents`), bad ones as [`ReadError::BadRecord`].
+//!
+//! Duplicates: see the crate documentation.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clientlog_domain::EventId;
+use futures::stream::{self, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use time::OffsetDateTime;
+
+use crate::cloudevents::{decode_record, STRUCTURED_CONTENT_TYPE};
+use crate::error::{LogError, ReadError};
+use crate::model::{AppendEvent, AppendOutcome, Position, StoredEvent};
+use crate::{EventLog, EventStream, StartOffsets};
+
+/// The default topic name.
+pub const DEFAULT_TOPIC: &str = "clientlog.events";
+/// The default partition count of a topic this log creates.
+pub const DEFAULT_PARTITIONS: i32 = 12;
+
+/// How to reach the broker and which topic to use.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of a topic this log creates (an existing topic keeps its own count).
+    pub partitions: i32,
+    /// Replication factor of a topic this log creates.
+    pub replication_factor: i32,
+    /// How long the producer keeps trying to deliver a record before the append fails
+    /// (`message.timeout.ms`): the bound on an append against a dead broker.
+    pub message_timeout: Duration,
+    /// Timeout of metadata, admin and watermark requests.
+    pub request_timeout: Duration,
+    /// `linger.ms`: how long the producer waits to fill a batch.
+    pub linger: Duration,
+    /// `compression.type`: `lz4`, `zstd` (needs librdkafka built with zstd), `gzip`, `snappy`
+    /// or `none`.
+    pub compression: String,
+    /// The consumer group id readers present to the broker. Readers never join the group or
+    /// commit through it (positions are the caller's); it only names them in broker tooling.
+    pub reader_group_id: String,
+    /// Further librdkafka settings for every client (security, client.id, tuning).
+    pub client_options: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: DEFAULT_TOPIC.to_string(),
+            partitions: DEFAULT_PARTITIONS,
+            replication_factor: 1,
+            message_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            compression: "lz4".to_string(),
+            reader_group_id: "clientlog-eventlog-reader".to_string(),
+            client_options: Vec::new(),
+        }
+    }
+
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.client_options {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The producer settings this log relies on (also used by the benchmarks' bare producer,
+    /// so both measure the same client).
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("linger.ms", millis(self.linger))
+            .set("message.timeout.ms", millis(self.message_timeout))
+            .set("partitioner", "murmur2_random");
+        config
+    }
+
+    /// The consumer settings of a reader.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", &self.reader_group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // A start offset outside the partition (retention removed it, or a checkpoint from
+            // another topic) re-reads from the earliest record: delivered twice and deduped
+            // downstream, rather than skipped.
+            .set("auto.offset.reset", "earliest");
+        config
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+/// The Kafka event log. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaLog {
+    producer: FutureProducer,
+    config: Arc<KafkaConfig>,
+}
+
+fn kafka_err(context: &'static str) -> impl FnOnce(KafkaError) -> LogError {
+    move |source| LogError::Kafka { context, source }
+}
+
+impl KafkaLog {
+    /// Connects, creating the topic if it does not exist.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, LogError> {
+        if config.partitions < 1 {
+            return Err(LogError::Config(format!(
+                "a topic needs at least one partition, not {}",
+                config.partitions
+            )));
+        }
+        let producer: FutureProducer = config
+            .producer_config()
+            .create()
+            .map_err(kafka_err("creating the Kafka producer"))?;
+        ensure_topic(&config, &producer).await?;
+        Ok(Self {
+            producer,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// The topic's current partition count.
+    pub async fn partition_count(&self) -> Result<i32, LogError> {
+        partition_count(
+            &self.producer,
+            &self.config.topic,
+            self.config.request_timeout,
+        )
+        .await?
+        .ok_or_else(|| LogError::Config(format!("topic {} does not exist", self.config.topic)))
+    }
+
+    fn record<'a>(&'a self, event: &'a AppendEvent) -> FutureRecord<'a, str, [u8]> {
+        FutureRecord::to(&self.config.topic)
+            .key(event.subject().as_str())
+            .payload(event.bytes())
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(STRUCTURED_CONTENT_TYPE),
+            }))
+    }
+
+    fn delivery_error(&self, source: KafkaError) -> LogError {
+        match source {
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
+                LogError::Unavailable {
+                    context: "appending events",
+                    timeout: self.config.message_timeout,
+                    source: Some(source),
+                }
+            }
+            source => LogError::Kafka {
+                context: "appending events",
+                source,
+            },
+        }
+    }
+}
+
+/// Creates the topic unless it exists; logs the partition count of an existing one.
+async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config()
+        .create()
+        .map_err(kafka_err("creating the Kafka admin client"))?;
+    let options = AdminOptions::new()
+        .request_timeout(Some(config.request_timeout))
+        .operation_timeout(Some(config.request_timeout));
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        TopicReplication::Fixed(config.replication_factor),
+    )
+    .set("message.timestamp.type", "LogAppendTime");
+    let created = tokio::time::timeout(
+        config.request_timeout + Duration::from_secs(1),
+        admin.create_topics([&topic], &options),
+    )
+    .await
+    .map_err(|_| LogError::Unavailable {
+        context: "creating the topic",
+        timeout: config.request_timeout,
+        source: None,
+    })?
+    .map_err(|source| match source {
+        KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => LogError::Unavailable {
+            context: "creating the topic",
+            timeout: config.request_timeout,
+            source: Some(source),
+        },
+        source => LogError::Kafka {
+            context: "creating the topic",
+            source,
+        },
+    })?;
+    for result in created {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, partitions = config.partitions,
+                "created the event log topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(LogError::Kafka {
+                    context: "creating the topic",
+                    source: KafkaError::AdminOp(code),
+                })
+                .inspect_err(|_| tracing::error!(topic = %name, %code, "topic creation failed"))
+            }
+        }
+    }
+    // The new topic's partitions show up in metadata shortly after creation.
+    let deadline = tokio::time::Instant::now() + config.request_timeout;
+    loop {
+        if let Some(count) =
+            partition_count(producer, &config.topic, config.request_timeout).await?
+        {
+            if count != config.partitions {
+                tracing::info!(topic = %config.topic, partitions = count, configured = config.partitions,
+                    "using the existing topic with its own partition count");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LogError::Unavailable {
+                context: "waiting for the topic's partitions",
+                timeout: config.request_timeout,
+                source: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The partition count of `topic`, `None` if it does not exist (yet). librdkafka's metadata
+/// call blocks, so it runs on the blocking pool.
+async fn partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, LogError> {
+    let producer = producer.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let metadata = Producer::client(&producer).fetch_metadata(Some(&topic), timeout)?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        match found.error() {
+            None if !found.partitions().is_empty() => Ok(Some(
+                i32::try_from(found.partitions().len()).unwrap_or(i32::MAX),
+            )),
+            None | Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
+            Some(code) => Err(KafkaError::MetadataFetch(code.into())),
+        }
+    })
+    .await?
+    .map_err(|source| LogError::Unavailable {
+        context: "fetching topic metadata",
+        timeout,
+        source: Some(source),
+    })
+}
+
+impl EventLog for KafkaLog {
+    async fn append(&self, batch: &[AppendEvent]) -> Result<Vec<AppendOutcome>, LogError> {
+        enum Slot {
+            Sent(usize),
+            DuplicateOf(usize),
+        }
+        let mut first_of: HashMap<EventId, usize> = HashMap::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut delivered: Vec<Option<Result<Position, LogError>>> =
+            Vec::with_capacity(batch.len());
+        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+
+        for (index, event) in batch.iter().enumerate() {
+            if let Some(&first) = first_of.get(&event.id()) {
+                slots.push(Slot::DuplicateOf(first));
+                continue;
+            }
+            first_of.insert(event.id(), index);
+            let sent = delivered.len();
+            delivered.push(None);
+            slots.push(Slot::Sent(sent));
+            let mut record = self.record(event);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(future) => {
+                        pending.push_back((sent, future));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: wait for the oldest record in flight,
+                        // which frees room (or times out within message.timeout.ms).
+                        record = back;
+                        match pending.pop_front() {
+                            Some((slot, future)) => {
+                                delivered[slot] = Some(self.settle(future).await);
+                            }
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                    Err((source, _)) => return Err(self.delivery_error(source)),
+                }
+            }
+        }
+        while let Some((slot, future)) = pending.pop_front() {
+            delivered[slot] = Some(self.settle(future).await);
+        }
+
+        let mut positions = Vec::with_capacity(delivered.len());
+        for result in delivered {
+            match result {
+                Some(Ok(position)) => positions.push(position),
+                Some(Err(err)) => return Err(err),
+                None => return Err(LogError::WriterStopped),
+            }
+        }
+        Ok(slots
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Sent(i) => AppendOutcome::Appended(positions[i]),
+                Slot::DuplicateOf(first) => match slots[first] {
+                    Slot::Sent(i) => AppendOutcome::Duplicate(positions[i]),
+                    Slot::DuplicateOf(_) => unreachable!("the first occurrence is always sent"),
+                },
+            })
+            .collect())
+    }
+
+    async fn read(&self, from: &StartOffsets) -> Result<EventStream, LogError> {
+        let partitions = self.partition_count().await?;
+        let consumer: StreamConsumer = self
+            .config
+            .consumer_config()
+            .create()
+            .map_err(kafka_err("creating the Kafka consumer"))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let offset = match from.get(&partition) {
+                Some(&offset) => Offset::Offset(offset),
+                None => Offset::Beginning,
+            };
+            assignment
+                .add_partition_offset(&self.config.topic, partition, offset)
+                .map_err(kafka_err("building the partition assignment"))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(kafka_err("assigning partitions to the reader"))?;
+        Ok(stream::unfold(consumer, |consumer| async move {
+            let item = match consumer.recv().await {
+                Ok(message) => stored_event(&message),
+                Err(source) => {
+                    // Consumer errors are mostly transient (broker down, rebalancing of
+                    // leadership); librdkafka keeps reconnecting. Report and go on, slowly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(ReadError::Log(LogError::Kafka {
+                        context: "reading events",
+                        source,
+                    }))
+                }
+            };
+            Some((item, consumer))
+        })
+        .boxed())
+    }
+
+    async fn high_water_marks(&self) -> Result<BTreeMap<i32, i64>, LogError> {
+        let partitions = self.partition_count().await?;
+        let producer = self.producer.clone();
+        let topic = self.config.topic.clone();
+        let timeout = self.config.request_timeout;
+        tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    Producer::client(&producer)
+                        .fetch_watermarks(&topic, p, timeout)
+                        .map(|(_, high)| (p, high))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()
+        })
+        .await?
+        .map_err(|source| LogError::Unavailable {
+            context: "fetching high-water marks",
+            timeout,
+            source: Some(source),
+        })
+    }
+
+    fn dedupes_on_append(&self) -> bool {
+        false
+    }
+}
+
+impl KafkaLog {
+    async fn settle(&self, future: DeliveryFuture) -> Result<Position, LogError> {
+        match future.await {
+            Ok(Ok(delivery)) => Ok(Position::new(delivery.partition, delivery.offset)),
+            Ok(Err((source, _))) => Err(self.delivery_error(source)),
+            Err(_canceled) => Err(LogError::WriterStopped),
+        }
+    }
+}
+
+fn stored_event(message: &BorrowedMessage<'_>) -> Result<StoredEvent, ReadError> {
+    let position = Position::new(message.partition(), message.offset());
+    let headers: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    let decoded = decode_record(message.payload(), headers);
+    let recorded_at = message
+        .timestamp()
+        .to_millis()
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    match decoded.event {
+        Ok(event) => Ok(StoredEvent {
+            position,
+            bytes: decoded.bytes,
+            recorded_at,
+            mode: decoded.mode,
+            event,
+        }),
+        Err(reason) => Err(ReadError::bad_record(position, decoded.bytes, reason)),
+    }
+}

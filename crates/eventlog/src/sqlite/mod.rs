@@ -1,0 +1,620 @@
+//! The embedded event log: one SQLite file, one partition (`0`), offsets `1, 2, 3…`.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a transaction is on disk (WAL fsynced)
+//! when `COMMIT` returns, and an acknowledged event survives `kill -9` and power loss.
+//!
+//! Group commit: every append is a request to one writer task that owns the only writing
+//! connection. The writer takes the first waiting request, then every other request already
+//! queued (up to [`SqliteConfig::max_group_events`]), and writes them all in one
+//! `BEGIN IMMEDIATE … COMMIT`, so one fsync serves many callers. Each caller is answered only
+//! after that `COMMIT` returned. If a group fails, each of its requests is retried in its own
+//! transaction, so one bad request cannot fail the others.
+//!
+//! Readers use a separate pool of read-only connections; WAL lets them run beside the writer.
+//! A read stream wakes up on this process's commits and also polls
+//! ([`SqliteConfig::poll_interval`]) for events appended by other processes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clientlog_domain::Event;
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::error::{LogError, ReadError};
+use crate::model::{AppendEvent, AppendOutcome, Position, StoredEvent, WireMode};
+use crate::{EventLog, EventStream, StartOffsets};
+
+/// The embedded log has one partition.
+pub const PARTITION: i32 = 0;
+/// The first offset of the embedded log.
+pub const FIRST_OFFSET: i64 = 1;
+
+const SCHEMA: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: i64 = 1;
+/// Rows per multi-row `INSERT`: 4 parameters each, far below SQLite's 32 766-parameter limit,
+/// and large enough that the per-statement cost is spread thin.
+const ROWS_PER_INSERT: usize = 256;
+/// Rows fetched per query by a reader.
+const READ_PAGE: i64 = 1024;
+
+/// Where and how to open the embedded log.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// Upper bound on the events one commit group takes from the queue. Bounds the memory
+    /// and the duration of one transaction; a single larger batch is still written whole.
+    pub max_group_events: usize,
+    /// How often an idle reader looks for events appended by other processes.
+    pub poll_interval: Duration,
+    /// Read-only connections shared by readers.
+    pub read_connections: u32,
+    /// How long a connection waits for a lock held by another process.
+    pub busy_timeout: Duration,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_group_events: 50_000,
+            poll_interval: Duration::from_millis(200),
+            read_connections: 4,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The embedded event log. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct SqliteLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    requests: mpsc::Sender<Request>,
+    readers: SqlitePool,
+    /// The last committed offset, published by the writer so readers wake up at once.
+    committed: watch::Receiver<i64>,
+    commits: Arc<AtomicU64>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    config: SqliteConfig,
+}
+
+struct Request {
+    events: Vec<AppendEvent>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, LogError>>,
+}
+
+fn sqlite_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> LogError {
+    move |source| LogError::Sqlite { context, source }
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log at `config.path`.
+    pub async fn open(config: SqliteConfig) -> Result<Self, LogError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| LogError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&config.path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(config.busy_timeout)
+            .foreign_keys(false);
+
+        let mut writer = options
+            .clone()
+            .create_if_missing(true)
+            .connect()
+            .await
+            .map_err(sqlite_err("opening the event log for writing"))?;
+        migrate(&mut writer).await?;
+        let (last_offset, last_recorded): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(MAX(position), 0), COALESCE(MAX(recorded_at), 0) FROM events",
+        )
+        .fetch_one(&mut writer)
+        .await
+        .map_err(sqlite_err("reading the end of the event log"))?;
+
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.read_connections.max(1))
+            .min_connections(0)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(sqlite_err("opening the event log for reading"))?;
+
+        let (requests, queue) = mpsc::channel(1024);
+        let (committed_tx, committed) = watch::channel(last_offset);
+        let commits = Arc::new(AtomicU64::new(0));
+        let task = Writer {
+            conn: writer,
+            queue,
+            committed: committed_tx,
+            commits: commits.clone(),
+            max_group_events: config.max_group_events.max(1),
+            last_recorded_at: last_recorded,
+        };
+        let handle = tokio::spawn(task.run());
+        tracing::info!(path = %config.path.display(), last_offset, "opened the embedded event log");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                requests,
+                readers,
+                committed,
+                commits,
+                writer: Mutex::new(Some(handle)),
+                config,
+            }),
+        })
+    }
+
+    /// Opens the log at `path` with default settings.
+    pub async fn open_path(path: impl AsRef<Path>) -> Result<Self, LogError> {
+        Self::open(SqliteConfig::new(path.as_ref())).await
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    /// How many transactions the writer has committed since open (group commit makes this
+    /// smaller than the number of appends).
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after the appends already queued, and closes every connection. Other
+    /// clones of this log can no longer append afterwards.
+    pub async fn close(self) {
+        let handle = self.inner.writer.lock().await.take();
+        let readers = self.inner.readers.clone();
+        drop(self);
+        // The writer ends when every sender is gone; clones still alive keep it running,
+        // in which case it stops with the last of them.
+        if let Some(handle) = handle {
+            if let Err(err) = tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .unwrap_or(Ok(()))
+            {
+                tracing::error!(error = %err, "the event log writer task failed");
+            }
+        }
+        readers.close().await;
+    }
+}
+
+/// Creates or upgrades the schema. (Boxed for the same `Send` reason as
+/// `Writer::transaction`.)
+fn migrate(conn: &mut SqliteConnection) -> BoxFuture<'_, Result<(), LogError>> {
+    Box::pin(async move {
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sqlite_err("reading the event log schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(LogError::Config(format!(
+                "the event log file has schema version {version}; this build knows up to \
+                 {SCHEMA_VERSION} — upgrade clientlog"
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            let mut tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(sqlite_err("starting the event log schema migration"))?;
+            // A plain string runs every statement in it, unprepared.
+            sqlx::Executor::execute(&mut *tx, SCHEMA)
+                .await
+                .map_err(sqlite_err("creating the event log schema"))?;
+            tx.commit()
+                .await
+                .map_err(sqlite_err("committing the event log schema"))?;
+        }
+        Ok(())
+    })
+}
+
+/// The single writer: owns the write connection and the queue of append requests.
+struct Writer {
+    conn: SqliteConnection,
+    queue: mpsc::Receiver<Request>,
+    committed: watch::Sender<i64>,
+    commits: Arc<AtomicU64>,
+    max_group_events: usize,
+    /// Keeps `recorded_at` from going backwards when the wall clock does.
+    last_recorded_at: i64,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        while let Some(first) = self.queue.recv().await {
+            let mut size = first.events.len();
+            let mut group = vec![first];
+            while size < self.max_group_events {
+                match self.queue.try_recv() {
+                    Ok(request) => {
+                        size += request.events.len();
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group).await;
+        }
+        if let Err(err) = self.conn.close().await {
+            tracing::warn!(error = %err, "closing the event log writer connection failed");
+        }
+    }
+
+    async fn commit_group(&mut self, group: Vec<Request>) {
+        let recorded_at = now_nanos().max(self.last_recorded_at);
+        let batches: Vec<&[AppendEvent]> = group.iter().map(|r| r.events.as_slice()).collect();
+        match self.transaction(&batches, recorded_at).await {
+            Ok(outcomes) => {
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    // A caller that gave up waiting is not an error: its events are durable.
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) if group.len() == 1 => {
+                if let Some(request) = group.into_iter().next() {
+                    let _ = request.reply.send(Err(err));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, requests = group.len(),
+                    "a commit group failed; retrying its requests one by one");
+                for request in group {
+                    let recorded_at = now_nanos().max(self.last_recorded_at);
+                    let result = self
+                        .transaction(&[request.events.as_slice()], recorded_at)
+                        .await
+                        .map(|mut outcomes| outcomes.pop().unwrap_or_default());
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Writes `batches` in one transaction and returns the outcomes per batch. (Boxed: the
+    /// boxed future is checked for `Send` at one concrete lifetime, which the compiler needs
+    /// for sqlx's `Executor` on `&mut SqliteConnection` inside a spawned task.)
+    fn transaction<'a>(
+        &'a mut self,
+        batches: &'a [&'a [AppendEvent]],
+        recorded_at: i64,
+    ) -> BoxFuture<'a, Result<Vec<Vec<AppendOutcome>>, LogError>> {
+        Box::pin(async move {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut self.conn)
+                .await
+                .map_err(sqlite_err("starting an append transaction"))?;
+            match self.write(batches, recorded_at).await {
+                Ok((outcomes, last_offset)) => {
+                    sqlx::query("COMMIT")
+                        .execute(&mut self.conn)
+                        .await
+                        .map_err(sqlite_err("committing appended events"))?;
+                    self.last_recorded_at = recorded_at;
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(last) = last_offset {
+                        self.committed.send_replace(last);
+                    }
+                    Ok(outcomes)
+                }
+                Err(err) => {
+                    if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                        tracing::warn!(error = %rollback, "rolling back a failed append failed");
+                    }
+                    Err(err)
+                }
+            }
+        })
+    }
+
+    async fn write(
+        &mut self,
+        batches: &[&[AppendEvent]],
+        recorded_at: i64,
+    ) -> Result<(Vec<Vec<AppendOutcome>>, Option<i64>), LogError> {
+        let mut all = Vec::with_capacity(batches.len());
+        let mut last_offset = None;
+        for batch in batches {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for chunk in batch.chunks(ROWS_PER_INSERT) {
+                let inserted = insert_chunk(&mut self.conn, chunk, recorded_at).await?;
+                let mut duplicates = Vec::new();
+                let mut inserted = inserted;
+                for (index, event) in chunk.iter().enumerate() {
+                    match inserted.remove(event.id().as_uuid().as_bytes()) {
+                        Some(offset) => {
+                            last_offset = Some(last_offset.map_or(offset, |l: i64| l.max(offset)));
+                            outcomes
+                                .push(AppendOutcome::Appended(Position::new(PARTITION, offset)));
+                        }
+                        None => {
+                            duplicates.push((outcomes.len(), index));
+                            // Placeholder, replaced below once the original is looked up.
+                            outcomes.push(AppendOutcome::Duplicate(Position::new(PARTITION, 0)));
+                        }
+                    }
+                }
+                if !duplicates.is_empty() {
+                    let ids: Vec<[u8; 16]> = duplicates
+                        .iter()
+                        .map(|&(_, index)| *chunk[index].id().as_uuid().as_bytes())
+                        .collect();
+                    let originals = find_positions(&mut self.conn, &ids).await?;
+                    for ((slot, _), id) in duplicates.iter().zip(&ids) {
+                        let offset = originals.get(id).copied().ok_or_else(|| {
+                            LogError::Config(format!(
+                                "event {} was refused as a duplicate but is not in the log",
+                                uuid::Uuid::from_bytes(*id)
+                            ))
+                        })?;
+                        outcomes[*slot] =
+                            AppendOutcome::Duplicate(Position::new(PARTITION, offset));
+                    }
+                }
+            }
+            all.push(outcomes);
+        }
+        Ok((all, last_offset))
+    }
+}
+
+/// Inserts `chunk` with one statement; returns the offset of every event that was new. An id
+/// already in the log — or earlier in the same statement — is skipped by `ON CONFLICT`.
+async fn insert_chunk(
+    conn: &mut SqliteConnection,
+    chunk: &[AppendEvent],
+    recorded_at: i64,
+) -> Result<HashMap<[u8; 16], i64>, LogError> {
+    let mut sql = String::with_capacity(96 + chunk.len() * 10);
+    sql.push_str("INSERT INTO events (event_id, subject, recorded_at, payload) VALUES ");
+    for i in 0..chunk.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?)");
+    }
+    sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position");
+    let mut query = sqlx::query(&sql);
+    for event in chunk {
+        query = query
+            .bind(event.id().as_uuid().as_bytes().to_vec())
+            .bind(event.subject().as_str())
+            .bind(recorded_at)
+            .bind(event.bytes());
+    }
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sqlite_err("inserting appended events"))?;
+    let mut inserted = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: Vec<u8> = row
+            .try_get(0)
+            .map_err(sqlite_err("reading an inserted event id"))?;
+        let offset: i64 = row
+            .try_get(1)
+            .map_err(sqlite_err("reading an inserted position"))?;
+        let id: [u8; 16] = id
+            .as_slice()
+            .try_into()
+            .map_err(|_| LogError::Config("an event id in the log is not 16 bytes".to_string()))?;
+        inserted.insert(id, offset);
+    }
+    Ok(inserted)
+}
+
+async fn find_positions(
+    conn: &mut SqliteConnection,
+    ids: &[[u8; 16]],
+) -> Result<HashMap<[u8; 16], i64>, LogError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let sql =
+            format!("SELECT event_id, position FROM events WHERE event_id IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_slice());
+        }
+        for row in query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sqlite_err("looking up the originals of duplicate events"))?
+        {
+            let id: Vec<u8> = row
+                .try_get(0)
+                .map_err(sqlite_err("reading a duplicate's id"))?;
+            let offset: i64 = row
+                .try_get(1)
+                .map_err(sqlite_err("reading a duplicate's position"))?;
+            if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
+                found.insert(id, offset);
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn now_nanos() -> i64 {
+    // i64 nanoseconds reach the year 2262.
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn time_of(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl EventLog for SqliteLog {
+    async fn append(&self, batch: &[AppendEvent]) -> Result<Vec<AppendOutcome>, LogError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .requests
+            .send(Request {
+                events: batch.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::WriterStopped)?;
+        answer.await.map_err(|_| LogError::WriterStopped)?
+    }
+
+    async fn read(&self, from: &StartOffsets) -> Result<EventStream, LogError> {
+        let next = from
+            .get(&PARTITION)
+            .copied()
+            .unwrap_or(FIRST_OFFSET)
+            .max(FIRST_OFFSET);
+        let reader = Reader {
+            pool: self.inner.readers.clone(),
+            next,
+            committed: Some(self.inner.committed.clone()),
+            poll_interval: self.inner.config.poll_interval,
+            failed: false,
+        };
+        Ok(stream::unfold(reader, |mut reader| async move {
+            let page = reader.next_page().await;
+            Some((stream::iter(page), reader))
+        })
+        .flatten()
+        .boxed())
+    }
+
+    async fn high_water_marks(&self) -> Result<BTreeMap<i32, i64>, LogError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.inner.readers)
+            .await
+            .map_err(sqlite_err("reading the high-water mark"))?;
+        Ok(BTreeMap::from([(
+            PARTITION,
+            last.max(FIRST_OFFSET - 1) + 1,
+        )]))
+    }
+
+    fn dedupes_on_append(&self) -> bool {
+        true
+    }
+}
+
+/// The state of one read stream.
+struct Reader {
+    pool: SqlitePool,
+    next: i64,
+    /// `None` once this process's writer is gone; polling alone continues.
+    committed: Option<watch::Receiver<i64>>,
+    poll_interval: Duration,
+    /// The previous page was an error: back off before the next query.
+    failed: bool,
+}
+
+impl Reader {
+    /// The next non-empty page of items; waits while the log has nothing new.
+    async fn next_page(&mut self) -> Vec<Result<StoredEvent, ReadError>> {
+        loop {
+            if self.failed {
+                tokio::time::sleep(self.poll_interval).await;
+                self.failed = false;
+            }
+            if let Some(committed) = &mut self.committed {
+                committed.borrow_and_update();
+            }
+            let rows = sqlx::query(
+                "SELECT position, recorded_at, payload FROM events \
+                 WHERE position >= ? ORDER BY position LIMIT ?",
+            )
+            .bind(self.next)
+            .bind(READ_PAGE)
+            .fetch_all(&self.pool)
+            .await;
+            match rows {
+                Ok(rows) if rows.is_empty() => self.wait().await,
+                Ok(rows) => {
+                    let page: Vec<_> = rows.into_iter().map(stored_event).collect();
+                    if let Some(last) = page.iter().map(position_of).max() {
+                        self.next = last + 1;
+                    }
+                    return page;
+                }
+                Err(source) => {
+                    self.failed = true;
+                    return vec![Err(ReadError::Log(LogError::Sqlite {
+                        context: "reading events",
+                        source,
+                    }))];
+                }
+            }
+        }
+    }
+
+    async fn wait(&mut self) {
+        match &mut self.committed {
+            Some(committed) => {
+                tokio::select! {
+                    changed = committed.changed() => {
+                        if changed.is_err() {
+                            self.committed = None;
+                        }
+                    }
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
+            }
+            None => tokio::time::sleep(self.poll_interval).await,
+        }
+    }
+}
+
+fn position_of(item: &Result<StoredEvent, ReadError>) -> i64 {
+    match item {
+        Ok(event) => event.position.offset,
+        Err(ReadError::BadRecord(bad)) => bad.position.offset,
+        Err(ReadError::Log(_)) => i64::MIN,
+    }
+}
+
+fn stored_event(row: SqliteRow) -> Result<StoredEvent, ReadError> {
+    let columns = (|| {
+        Ok::<_, sqlx::Error>((
+            row.try_get::<i64, _>(0)?,
+            row.try_get::<i64, _>(1)?,
+            row.try_get::<Vec<u8>, _>(2)?,
+        ))
+    })();
+    let (offset, recorded_at, bytes) = columns.map_err(sqlite_err("reading an event row"))?;
+    let position = Position::new(PARTITION, offset);
+    match Event::decode(&bytes) {
+        Ok(event) => Ok(StoredEvent {
+            position,
+            bytes,
+            recorded_at: time_of(recorded_at),
+            mode: WireMode::Structured,
+            event,
+        }),
+        Err(reason) => Err(ReadError::bad_record(position, bytes, reason)),
+    }
+}

@@ -1,0 +1,110 @@
+//! Helpers for tests that need real services (feature `test-support`), shared by this crate's
+//! contract suite and the binary's end-to-end tests so the skip/require rule lives in one place.
+
+use std::path::Path;
+
+/// Set to `1` (CI) to turn a missing service setting into a failure instead of a skip.
+pub const REQUIRE_SERVICES: &str = "CLIENTLOG_REQUIRE_SERVICES";
+/// Bootstrap servers of a Kafka-compatible broker for the Kafka contract cases.
+pub const KAFKA: &str = "CLIENTLOG_TEST_KAFKA";
+/// A PostgreSQL server URL (`postgres://user@host:port/db`) for tests that create databases.
+pub const DATABASE_URL: &str = "CLIENTLOG_TEST_DATABASE_URL";
+/// The tansu binary (default: `tansu` on `PATH`, then `~/.cargo/bin/tansu`).
+pub const TANSU_BIN: &str = "CLIENTLOG_TANSU_BIN";
+
+/// The value of the service setting `var`, or `None` after printing
+/// `skipped: <test> needs <var>` to stderr. Panics instead when `CLIENTLOG_REQUIRE_SERVICES=1`.
+pub fn service(test: &str, var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            let required = std::env::var(REQUIRE_SERVICES).is_ok_and(|v| v.trim() == "1");
+            assert!(
+                !required,
+                "{test} needs {var}, and {REQUIRE_SERVICES}=1 forbids skipping it"
+            );
+            eprintln!("skipped: {test} needs {var}");
+            None
+        }
+    }
+}
+
+/// The tansu binary to run, if one can be found.
+pub fn tansu_binary(test: &str) -> Option<std::path::PathBuf> {
+    if let Ok(bin) = std::env::var(TANSU_BIN) {
+        if !bin.trim().is_empty() {
+            return Some(bin.into());
+        }
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .find(|candidate| candidate.is_file())
+    });
+    let in_cargo_home = std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".cargo/bin/tansu"))
+        .filter(|candidate| candidate.is_file());
+    match on_path.or(in_cargo_home) {
+        Some(bin) => Some(bin),
+        None => service(test, TANSU_BIN).map(Into::into),
+    }
+}
+
+/// A topic or group name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Inserts `bytes` into the embedded log at `path` as they are, bypassing validation, the way
+/// a foreign writer or a damaged import could. Only for tests of the reader's bad-record path.
+pub async fn sqlite_insert_raw(path: &Path, bytes: &[u8]) -> Result<i64, sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await?;
+    let position: i64 = sqlx::query_scalar(
+        "INSERT INTO events (event_id, subject, recorded_at, payload) \
+         VALUES (?, 'raw', 0, ?) RETURNING position",
+    )
+    .bind(uuid::Uuid::new_v4().as_bytes().as_slice())
+    .bind(bytes)
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(position)
+}
+
+/// The CloudEvents JSON of a valid `purchase.recorded` event for `customer`; `n` makes the
+/// order id (and the amount) distinct. The id is fresh each call.
+pub fn purchase_json(customer: &str, n: u64) -> String {
+    purchase_json_with_id(uuid::Uuid::new_v4(), customer, n)
+}
+
+/// Like [`purchase_json`] with a chosen id.
+pub fn purchase_json_with_id(id: uuid::Uuid, customer: &str, n: u64) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"/test/eventlog","type":"purchase.recorded","subject":"{customer}","time":"2026-03-14T09:30:00Z","data":{{"order_id":"SO-{n}","amount":{{"minor":{minor},"currency":"EUR"}},"units":1}}}}"#,
+        minor = 100 + n
+    )
+}
+
+/// A valid event ready to append (see [`purchase_json`]).
+pub fn purchase(customer: &str, n: u64) -> crate::AppendEvent {
+    // The JSON above is valid by construction; a failure is a bug in this helper.
+    crate::AppendEvent::from_bytes(purchase_json(customer, n).into_bytes())
+        .unwrap_or_else(|err| panic!("test fixture does not decode: {err}"))
+}
+
+/// Records that are not valid events, each with the JSON path its rejection must name:
+/// garbage bytes, JSON that is not an event, and an unknown event type.
+pub fn bad_records() -> Vec<(Vec<u8>, &'static str)> {
+    let unknown_type =
+        purchase_json("CUST-BAD", 1).replace("purchase.recorded", "customer.teleported");
+    vec![
+        (b"\xff\xfe garbage \x00\x01".to_vec(), "$"),
+        (br#"{"hello":"world"}"#.to_vec(), "$.hello"),
+        (unknown_type.into_bytes(), "$.type"),
+    ]
+}
