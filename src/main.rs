@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod append;
 mod demo;
 
 #[derive(Parser)]
@@ -14,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate NDJSON events and append the valid ones to the event log.
+    Append(append::Args),
     /// Generate a realistic, deterministic demo history as NDJSON.
     Demo(demo::Args),
 }
@@ -22,6 +25,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Append(args) => append::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }
