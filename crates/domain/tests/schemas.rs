@@ -235,3 +235,113 @@ fn personal_data_fields_are_marked() {
         ])
     );
 }
+
+/// Where the two are known to disagree, and why; the examples avoid these. If a change makes
+/// one of them agree (say, the decoder starts refusing a non-hyphenated UUID), this test says
+/// so: move the case into `schemas/examples/` and out of this list.
+#[test]
+fn known_disagreements_are_exactly_these() {
+    let purchase = read(&schemas_dir().join("examples/valid/purchase.recorded.json"));
+    let contract = read(&schemas_dir().join("examples/valid/contract.signed.json"));
+    let v2 = read(&schemas_dir().join("examples/valid/purchase.recorded.v2.json"));
+    let id = "0193a1c4-5e6f-7a8b-9c0d-1e2f3a4b5c05";
+    let data = r#"{
+    "order_id": "SO-1001",
+    "amount": {
+      "minor": 129900,
+      "currency": "CNY"
+    },
+    "units": 3
+  }"#;
+    assert!(purchase.contains(id) && purchase.contains(data));
+    // (case, JSON, the decoder accepts it, the schema accepts it)
+    let cases = [
+        // Rules only the decoder checks.
+        (
+            "integer written as 129900.0",
+            purchase.replace("129900", "129900.0"),
+            false,
+            true,
+        ),
+        (
+            "integer written as 1e3",
+            purchase.replace("129900", "1e3"),
+            false,
+            true,
+        ),
+        (
+            "a key twice",
+            purchase.replace("\"units\": 3", "\"units\": 3, \"units\": 4"),
+            false,
+            true,
+        ),
+        (
+            "ends_on before starts_on",
+            contract.replace("2027-03-31", "2026-03-31"),
+            false,
+            true,
+        ),
+        (
+            "v2 lines in two currencies",
+            v2.replacen("\"CNY\"", "\"EUR\"", 1),
+            false,
+            true,
+        ),
+        (
+            "v2 discount above the total",
+            v2.replace("10000", "1000000"),
+            false,
+            true,
+        ),
+        // Forms the decoder accepts and the schema does not.
+        (
+            "UUID without hyphens",
+            purchase.replace(id, &id.replace('-', "")),
+            true,
+            false,
+        ),
+        (
+            "UUID in braces",
+            purchase.replace(id, &format!("{{{id}}}")),
+            true,
+            false,
+        ),
+        (
+            "UUID as a URN",
+            purchase.replace(id, &format!("urn:uuid:{id}")),
+            true,
+            false,
+        ),
+        (
+            "data as an array",
+            purchase.replace(data, r#"["SO-1001", [129900, "CNY"], 3]"#),
+            true,
+            false,
+        ),
+        (
+            "time with a space for T",
+            purchase.replace("2026-03-14T", "2026-03-14 "),
+            true,
+            false,
+        ),
+        (
+            "date with a + sign",
+            contract.replace("\"2026-04-01\"", "\"+2026-04-01\""),
+            true,
+            false,
+        ),
+    ];
+    let validator = envelope_validator();
+    let mut problems = Vec::new();
+    for (case, json, decoder, schema) in cases {
+        let decoded = Event::decode(json.as_bytes()).is_ok();
+        let valid = schema_errors(&validator, &json).is_empty();
+        if (decoded, valid) != (decoder, schema) {
+            problems.push(format!(
+                "{case}: decoder accepts: {decoded}, schema accepts: {valid} \
+                 (expected {decoder}, {schema})"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
