@@ -157,7 +157,7 @@ mod tests {
 
     const DATA: &[u8] = br#"{"order_id":"SO-1","amount":{"minor":100,"currency":"EUR"}}"#;
 
-    fn binary_headers<'a>(event_type: &'a str) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    fn binary_headers(event_type: &str) -> Vec<(&str, Option<&[u8]>)> {
         vec![
             ("ce_specversion", Some(b"1.0".as_slice())),
             (
