@@ -56,8 +56,7 @@ fn generate(args: Args) -> anyhow::Result<()> {
     let (sink, target): (Box<dyn Write>, String) = match &args.out {
         Some(path) => (
             Box::new(
-                File::create(path)
-                    .with_context(|| format!("while creating {}", path.display()))?,
+                File::create(path).with_context(|| format!("while creating {}", path.display()))?,
             ),
             path.display().to_string(),
         ),
@@ -66,10 +65,7 @@ fn generate(args: Args) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, sink);
 
     let progress = if io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(
-            Some(u64::from(args.months)),
-            ProgressDrawTarget::stderr(),
-        )
+        ProgressBar::with_draw_target(Some(u64::from(args.months)), ProgressDrawTarget::stderr())
     } else {
         ProgressBar::hidden()
     };

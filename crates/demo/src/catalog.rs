@@ -196,24 +196,84 @@ pub(crate) const CHANNELS: [&str; 4] = ["direct", "distributor", "online", "part
 pub(crate) const CHANNEL_WEIGHTS: [u32; 4] = [45, 25, 20, 10];
 
 pub(crate) const CHINA_NAMES: [&str; 24] = [
-    "Huaxin", "Jinlong", "Hengtai", "Zhongda", "Xinghe", "Tianrui", "Baoli", "Dongfang",
-    "Kaiyuan", "Ruifeng", "Shengda", "Minghui", "Yongxin", "Haitong", "Jiahe", "Longsheng",
-    "Fuda", "Hongyu", "Xinyuan", "Changjiang", "Huamei", "Guotai", "Anxin", "Dingsheng",
+    "Huaxin",
+    "Jinlong",
+    "Hengtai",
+    "Zhongda",
+    "Xinghe",
+    "Tianrui",
+    "Baoli",
+    "Dongfang",
+    "Kaiyuan",
+    "Ruifeng",
+    "Shengda",
+    "Minghui",
+    "Yongxin",
+    "Haitong",
+    "Jiahe",
+    "Longsheng",
+    "Fuda",
+    "Hongyu",
+    "Xinyuan",
+    "Changjiang",
+    "Huamei",
+    "Guotai",
+    "Anxin",
+    "Dingsheng",
 ];
 pub(crate) const EUROPE_NAMES: [&str; 16] = [
-    "Nordwind", "Alpenblick", "Lumiere", "Bergmann", "Vasquez", "Rotterdam Freight", "Kessler",
-    "Moreau", "Lindqvist", "Brenner", "Castellano", "Vermeer", "Halvorsen", "Duval", "Novak",
+    "Nordwind",
+    "Alpenblick",
+    "Lumiere",
+    "Bergmann",
+    "Vasquez",
+    "Rotterdam Freight",
+    "Kessler",
+    "Moreau",
+    "Lindqvist",
+    "Brenner",
+    "Castellano",
+    "Vermeer",
+    "Halvorsen",
+    "Duval",
+    "Novak",
     "Ferraro",
 ];
 pub(crate) const AMERICA_NAMES: [&str; 16] = [
-    "Summit", "Lakeshore", "Pioneer", "Redwood", "Bluewater", "Keystone", "Granite Peak",
-    "Evergreen", "Liberty", "Cascade", "Ironbridge", "Prairie", "Harbor Point", "Silverline",
-    "Northstar", "Copperfield",
+    "Summit",
+    "Lakeshore",
+    "Pioneer",
+    "Redwood",
+    "Bluewater",
+    "Keystone",
+    "Granite Peak",
+    "Evergreen",
+    "Liberty",
+    "Cascade",
+    "Ironbridge",
+    "Prairie",
+    "Harbor Point",
+    "Silverline",
+    "Northstar",
+    "Copperfield",
 ];
 pub(crate) const TRADES: [&str; 16] = [
-    "Trading", "Logistics", "Electronics", "Foods", "Machinery", "Textiles", "Pharma", "Retail",
-    "Packaging", "Chemicals", "Auto Parts", "Furniture", "Medical", "Building Materials",
-    "Optics", "Home Goods",
+    "Trading",
+    "Logistics",
+    "Electronics",
+    "Foods",
+    "Machinery",
+    "Textiles",
+    "Pharma",
+    "Retail",
+    "Packaging",
+    "Chemicals",
+    "Auto Parts",
+    "Furniture",
+    "Medical",
+    "Building Materials",
+    "Optics",
+    "Home Goods",
 ];
 
 pub(crate) fn company_suffix(style: NameStyle, pick: usize) -> &'static str {
@@ -284,7 +344,10 @@ const COMPLAINT_SUMMARIES: [[&str; 2]; 6] = [
         "Batch failed incoming inspection",
         "Defect rate above the agreed level",
     ],
-    ["Invoice does not match the order", "Charged twice for one order"],
+    [
+        "Invoice does not match the order",
+        "Charged twice for one order",
+    ],
     [
         "No answer from the account team for two weeks",
         "Support ticket closed without a fix",
@@ -388,7 +451,10 @@ impl Catalog {
                         .map_err(|e| DemoError::Vocabulary(format!("{}: {e}", r.currency)))
                 })
                 .collect::<Result<_, _>>()?,
-            channels: CHANNELS.iter().map(|c| label(c)).collect::<Result<_, _>>()?,
+            channels: CHANNELS
+                .iter()
+                .map(|c| label(c))
+                .collect::<Result<_, _>>()?,
             categories: COMPLAINT_CATEGORIES
                 .iter()
                 .map(|c| label(c))

@@ -10,8 +10,7 @@
 use clientlog_domain::event::{
     AssessmentRecorded, ComplaintEscalated, ComplaintFiled, ComplaintResolved, ContractRenewed,
     ContractSigned, ContractTerminated, CustomerReassigned, CustomerRegistered, Direction,
-    InteractionKind, InteractionLogged, ProfileUpdated, PurchaseRecorded, ReassignReason,
-    Severity,
+    InteractionKind, InteractionLogged, ProfileUpdated, PurchaseRecorded, ReassignReason, Severity,
 };
 use clientlog_domain::values::{
     Actor, CustomerId, Ident, Money, Percent, Personal, Sentiment, Source, Text, Units,
@@ -421,7 +420,8 @@ impl Customer {
             // The existing book has been buying all along: the next order is somewhere
             // within one rhythm; a newcomer registered with their first order.
             self.next_purchase_at = if ctx.month == 0 {
-                t + HOUR + (f64::from(self.mean_gap_days) * rng.gen_range(0.02..1.0) * 86_400.0) as i64
+                t + HOUR
+                    + (f64::from(self.mean_gap_days) * rng.gen_range(0.02..1.0) * 86_400.0) as i64
             } else {
                 t + HOUR + rng.gen_range(0..2 * DAY)
             };
@@ -544,7 +544,11 @@ impl Customer {
                 self.interactions += 1;
                 let owner = &ctx.roster.reps[self.owner as usize];
                 let data = InteractionLogged {
-                    interaction_id: ident(format!("IN-{:06}-{:04}", self.idx + 1, self.interactions)),
+                    interaction_id: ident(format!(
+                        "IN-{:06}-{:04}",
+                        self.idx + 1,
+                        self.interactions
+                    )),
                     kind: InteractionKind::Call,
                     direction: Some(Direction::Inbound),
                     rep: Some(owner.id.clone()),
@@ -701,7 +705,12 @@ impl Customer {
                 }
             } else if !c.decided && factors.unresolved_complaint && rng.gen_bool(0.04) {
                 // An unhappy customer walks out of the contract early.
-                let t = office_time(rng, lo, hi, REGIONS[usize::from(self.region)].first_utc_hour);
+                let t = office_time(
+                    rng,
+                    lo,
+                    hi,
+                    REGIONS[usize::from(self.region)].first_utc_hour,
+                );
                 let data = ContractTerminated {
                     contract_id: contract_id(self.idx, c.no),
                     effective_on: date_of(t) + Duration::days(30),
@@ -964,7 +973,7 @@ impl Customer {
     ) {
         let period = self.segment.assessment_period();
         if ctx.month <= self.reg_month
-            || (ctx.month + u32::from(self.assess_phase)) % period != 0
+            || !(ctx.month + u32::from(self.assess_phase)).is_multiple_of(period)
             || (self.segment == Segment::Smb && !rng.gen_bool(0.6))
         {
             return;
@@ -1038,8 +1047,8 @@ impl Customer {
                 data.region = Some(ctx.catalog.regions[usize::from(self.region)].clone());
             }
             _ => {
-                let next = (usize::from(self.channel) + rng.gen_range(1..CHANNELS.len()))
-                    % CHANNELS.len();
+                let next =
+                    (usize::from(self.channel) + rng.gen_range(1..CHANNELS.len())) % CHANNELS.len();
                 self.channel = next as u8;
                 data.channel = Some(ctx.catalog.channels[next].clone());
             }

@@ -129,14 +129,57 @@ pub struct Truth {
     pub reactivated_at: Option<YearMonth>,
 }
 
-/// One event in a month's buffer: sorted by `key` (business time, or arrival time for a late
-/// event), then customer, then the customer's own order.
-struct Pending {
+/// Where an event goes in the feed: sorted by `key` (business time, or arrival time for a
+/// late event), then customer, then the customer's own order; `slot` indexes the event.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
     key: i64,
     customer: u32,
     seq: u32,
-    event: Event,
+    slot: u32,
 }
+
+/// Events waiting for their place in the feed.
+#[derive(Default)]
+struct Batch {
+    places: Vec<Place>,
+    events: Vec<Event>,
+}
+
+impl Batch {
+    fn push(&mut self, key: i64, customer: u32, seq: u32, event: Event) {
+        let slot = self.events.len() as u32;
+        self.places.push(Place {
+            key,
+            customer,
+            seq,
+            slot,
+        });
+        self.events.push(event);
+    }
+
+    fn append(&mut self, other: Batch) {
+        let offset = self.events.len() as u32;
+        self.places.extend(other.places.into_iter().map(|p| Place {
+            slot: p.slot + offset,
+            ..p
+        }));
+        self.events.extend(other.events);
+    }
+
+    /// The events in feed order.
+    fn into_sorted(mut self) -> Vec<Event> {
+        self.places.sort_unstable();
+        let mut slots: Vec<Option<Event>> = self.events.into_iter().map(Some).collect();
+        self.places
+            .iter()
+            .filter_map(|p| slots[p.slot as usize].take())
+            .collect()
+    }
+}
+
+/// Customers per worker thread below which one thread is faster.
+const MIN_CUSTOMERS_PER_THREAD: usize = 2_000;
 
 /// Simulates the whole book month by month; an `Iterator` over the feed.
 pub struct Generator {
@@ -148,9 +191,9 @@ pub struct Generator {
     customers: Vec<Customer>,
     next_month: u32,
     /// Late events held back into the next month's buffer.
-    deferred: Vec<Pending>,
+    deferred: Batch,
     current: std::vec::IntoIter<Event>,
-    scratch: Vec<(i64, Event)>,
+    threads: usize,
 }
 
 impl Generator {
@@ -188,10 +231,17 @@ impl Generator {
             month_bounds,
             customers,
             next_month: 0,
-            deferred: Vec::new(),
+            deferred: Batch::default(),
             current: Vec::new().into_iter(),
-            scratch: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         })
+    }
+
+    /// Caps the worker threads used per month (default: the available cores, at most 8).
+    /// The output does not depend on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -228,16 +278,10 @@ impl Generator {
     fn fill(&mut self) -> bool {
         let month = self.next_month;
         if month >= self.config.months {
-            if self.deferred.is_empty() {
+            if self.deferred.events.is_empty() {
                 return false;
             }
-            let mut late = std::mem::take(&mut self.deferred);
-            late.sort_unstable_by_key(|p| (p.key, p.customer, p.seq));
-            self.current = late
-                .into_iter()
-                .map(|p| p.event)
-                .collect::<Vec<_>>()
-                .into_iter();
+            self.current = std::mem::take(&mut self.deferred).into_sorted().into_iter();
             return true;
         }
         self.next_month += 1;
@@ -250,60 +294,73 @@ impl Generator {
             catalog: &self.catalog,
             roster: &self.roster,
         };
+        let key = &self.key;
+        // Customers are independent within a month (each has its own random stream), so
+        // they are simulated in parallel chunks; the sort below fixes the feed order.
+        let threads = self
+            .threads
+            .min(self.customers.len() / MIN_CUSTOMERS_PER_THREAD)
+            .max(1);
+        let chunk = self.customers.len().div_ceil(threads);
+        let parts: Vec<(Batch, Batch)> = if threads == 1 {
+            vec![simulate_chunk(&mut self.customers, &ctx, key)]
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = self
+                    .customers
+                    .chunks_mut(chunk)
+                    .map(|customers| scope.spawn(|| simulate_chunk(customers, &ctx, key)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
         let mut buffer = std::mem::take(&mut self.deferred);
-        let mut next_deferred = Vec::new();
-        for customer in &mut self.customers {
-            let mut rng = rng_for(&self.key, u64::from(customer.idx), u64::from(month) + 1);
-            self.scratch.clear();
-            customer.simulate_month(&ctx, &mut rng, &mut self.scratch);
-            if self.scratch.is_empty() {
-                continue;
-            }
-            self.scratch.sort_by_key(|(t, _)| *t);
-            let last = self.scratch.len() - 1;
-            for (seq, (t, event)) in self.scratch.drain(..).enumerate() {
-                let seq = seq as u32 * 2;
-                let registration = matches!(
-                    event.data,
-                    clientlog_domain::EventData::CustomerRegistered(_)
-                );
-                // Late: held back past the customer's later events of this month, so it
-                // arrives after them in the next month's part of the feed.
-                if seq / 2 != last as u32 && !registration && customer::late(&mut rng) {
-                    let arrival = month_end + customer::late_delay(&mut rng);
-                    next_deferred.push(Pending {
-                        key: arrival,
-                        customer: customer.idx,
-                        seq,
-                        event,
-                    });
-                    continue;
-                }
-                if customer::duplicate(&mut rng) {
-                    buffer.push(Pending {
-                        key: t,
-                        customer: customer.idx,
-                        seq: seq + 1,
-                        event: event.clone(),
-                    });
-                }
-                buffer.push(Pending {
-                    key: t,
-                    customer: customer.idx,
-                    seq,
-                    event,
-                });
-            }
+        for (events, late) in parts {
+            buffer.append(events);
+            self.deferred.append(late);
         }
-        self.deferred = next_deferred;
-        buffer.sort_unstable_by_key(|p| (p.key, p.customer, p.seq));
-        self.current = buffer
-            .into_iter()
-            .map(|p| p.event)
-            .collect::<Vec<_>>()
-            .into_iter();
+        self.current = buffer.into_sorted().into_iter();
         true
     }
+}
+
+/// Simulates one month of `customers`: the events for this month's feed, and the late ones
+/// held back for the next.
+fn simulate_chunk(customers: &mut [Customer], ctx: &MonthCtx, key: &[u8; 32]) -> (Batch, Batch) {
+    let mut batch = Batch::default();
+    let mut late = Batch::default();
+    let mut scratch = Vec::new();
+    for customer in customers {
+        let mut rng = rng_for(key, u64::from(customer.idx), u64::from(ctx.month) + 1);
+        customer.simulate_month(ctx, &mut rng, &mut scratch);
+        if scratch.is_empty() {
+            continue;
+        }
+        scratch.sort_by_key(|(t, _)| *t);
+        let last = scratch.len() - 1;
+        for (i, (t, event)) in scratch.drain(..).enumerate() {
+            let seq = i as u32 * 2;
+            let registration = matches!(
+                event.data,
+                clientlog_domain::EventData::CustomerRegistered(_)
+            );
+            // Late: held back past the customer's later events of this month, so it arrives
+            // after them, in the next month's part of the feed.
+            if i != last && !registration && customer::late(&mut rng) {
+                let arrival = ctx.month_end + customer::late_delay(&mut rng);
+                late.push(arrival, customer.idx, seq, event);
+                continue;
+            }
+            if customer::duplicate(&mut rng) {
+                batch.push(t, customer.idx, seq + 1, event.clone());
+            }
+            batch.push(t, customer.idx, seq, event);
+        }
+    }
+    (batch, late)
 }
 
 impl Iterator for Generator {
@@ -325,18 +382,54 @@ pub(crate) fn customer_id_string(idx: u32) -> String {
     format!("CUST-{:06}", u64::from(idx) + 1)
 }
 
-/// Writes events as NDJSON (one `Event::encode()` per line); returns how many were written.
+/// Events encoded per round of `write_ndjson`.
+const ENCODE_CHUNK: usize = 16_384;
+
+fn encode_lines(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 400);
+    for event in events {
+        out.extend_from_slice(&event.encode());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Writes events as NDJSON (one `Event::encode()` per line, in the given order); returns how
+/// many were written. Encoding runs on all cores, in chunks, so memory stays bounded.
 pub fn write_ndjson<W: Write>(
     events: impl IntoIterator<Item = Event>,
     out: &mut W,
 ) -> io::Result<u64> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut events = events.into_iter();
+    let mut chunk = Vec::with_capacity(ENCODE_CHUNK);
     let mut count = 0;
-    for event in events {
-        out.write_all(&event.encode())?;
-        out.write_all(b"\n")?;
-        count += 1;
+    loop {
+        chunk.clear();
+        chunk.extend(events.by_ref().take(ENCODE_CHUNK));
+        if chunk.is_empty() {
+            return Ok(count);
+        }
+        count += chunk.len() as u64;
+        if threads == 1 || chunk.len() < 1024 {
+            out.write_all(&encode_lines(&chunk))?;
+            continue;
+        }
+        let part = chunk.len().div_ceil(threads);
+        let encoded: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = chunk
+                .chunks(part)
+                .map(|events| scope.spawn(move || encode_lines(events)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for lines in encoded {
+            out.write_all(&lines)?;
+        }
     }
-    Ok(count)
 }
 
 /// Writes the ground truth as CSV: `customer_id,churned_at,reactivated_at` (months as
