@@ -593,36 +593,28 @@ impl Serialize for Event {
 /// Cross-field rules that the types alone cannot express.
 pub(crate) fn check_data(data: &EventData) -> Result<(), DecodeError> {
     match data {
-        EventData::ProfileUpdated(d) => {
-            if d.name.is_none() && d.segment.is_none() && d.region.is_none() && d.channel.is_none()
-            {
-                return Err(DecodeError::new(
-                    "$.data",
-                    "at least one of name, segment, region, channel is required",
-                ));
-            }
+        EventData::ProfileUpdated(d)
+            if d.name.is_none()
+                && d.segment.is_none()
+                && d.region.is_none()
+                && d.channel.is_none() =>
+        {
+            Err(DecodeError::new(
+                "$.data",
+                "at least one of name, segment, region, channel is required",
+            ))
         }
-        EventData::ContractSigned(d) => {
-            if d.ends_on < d.starts_on {
-                return Err(DecodeError::new(
-                    "$.data.ends_on",
-                    format!(
-                        "{} is before starts_on {}",
-                        iso_date::format(&d.ends_on),
-                        iso_date::format(&d.starts_on)
-                    ),
-                ));
-            }
-        }
-        EventData::AssessmentRecorded(d) => {
-            if d.coverage.is_none() && d.prospects.is_none() {
-                return Err(DecodeError::new(
-                    "$.data",
-                    "at least one of coverage, prospects is required",
-                ));
-            }
-        }
-        _ => {}
+        EventData::ContractSigned(d) if d.ends_on < d.starts_on => Err(DecodeError::new(
+            "$.data.ends_on",
+            format!(
+                "{} is before starts_on {}",
+                iso_date::format(&d.ends_on),
+                iso_date::format(&d.starts_on)
+            ),
+        )),
+        EventData::AssessmentRecorded(d) if d.coverage.is_none() && d.prospects.is_none() => Err(
+            DecodeError::new("$.data", "at least one of coverage, prospects is required"),
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -6,6 +6,7 @@
 //! policies and an explicit `as_of`, so a replay gives the same answer bit for bit.
 
 pub mod calendar;
+pub mod churn_eval;
 pub mod event;
 pub mod policy;
 pub mod schema;

@@ -548,20 +548,21 @@ pub struct Bands {
     pub critical: f64,
 }
 
-/// Buying silence judged against the customer's own rhythm: the probability that the customer
-/// buys nothing in the next `horizon_days`, from a BG/NBD-style model (purchase rate with a
-/// gamma prior, dropout after each purchase with a beta prior), times `max_points`.
+/// Buying silence judged against the customer's own rhythm, tenure and recent activity: a
+/// logistic model of the probability that the customer buys nothing in the coming months, times
+/// `max_points`. The formula is documented in `projections/churn.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRule {
     pub max_points: f64,
-    pub horizon_days: f64,
-    /// Gamma prior of the purchase rate: shape `r` and scale `alpha` (days).
-    pub rate_shape: f64,
-    pub rate_scale_days: f64,
-    /// Beta prior of the dropout probability after a purchase: `a`, `b`.
-    pub dropout_a: f64,
-    pub dropout_b: f64,
+    pub intercept: f64,
+    pub log_silence_days: f64,
+    pub log_repeat_days: f64,
+    pub log_tenure_days: f64,
+    pub log_overdue_ratio: f64,
+    pub single_day: f64,
+    pub log_recent_days: f64,
+    pub recent_window_days: u32,
     /// Points for a customer who never bought (a prospect).
     pub never_bought_points: f64,
 }
@@ -588,7 +589,6 @@ pub struct ComplaintsRule {
     /// Points per complaint resolved unsatisfactorily in the last `unsatisfied_window_months`.
     pub unsatisfied_points: f64,
     pub unsatisfied_window_months: u8,
-    pub max_points: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -668,16 +668,23 @@ impl Policy for ChurnPolicy {
         }
         let s = &self.silence;
         check_range("silence.max_points", s.max_points, 0.0, 100.0)?;
-        check_range("silence.horizon_days", s.horizon_days, 1.0, 3650.0)?;
-        check_range("silence.rate_shape", s.rate_shape, 0.001, 100.0)?;
+        for (key, value) in [
+            ("silence.intercept", s.intercept),
+            ("silence.log_silence_days", s.log_silence_days),
+            ("silence.log_repeat_days", s.log_repeat_days),
+            ("silence.log_tenure_days", s.log_tenure_days),
+            ("silence.log_overdue_ratio", s.log_overdue_ratio),
+            ("silence.single_day", s.single_day),
+            ("silence.log_recent_days", s.log_recent_days),
+        ] {
+            check_range(key, value, -20.0, 20.0)?;
+        }
         check_range(
-            "silence.rate_scale_days",
-            s.rate_scale_days,
-            0.001,
-            10_000.0,
+            "silence.recent_window_days",
+            s.recent_window_days.into(),
+            1.0,
+            1000.0,
         )?;
-        check_range("silence.dropout_a", s.dropout_a, 0.001, 100.0)?;
-        check_range("silence.dropout_b", s.dropout_b, 1.001, 100.0)?;
         check_range(
             "silence.never_bought_points",
             s.never_bought_points,
@@ -715,7 +722,6 @@ impl Policy for ChurnPolicy {
             1.0,
             12.0,
         )?;
-        check_range("complaints.max_points", c.max_points, 0.0, 100.0)?;
         let k = &self.contracts;
         check_range(
             "contracts.ending_within_days",

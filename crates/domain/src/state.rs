@@ -195,6 +195,13 @@ impl PurchaseDays {
         (self.latest != Day::MIN).then_some(self.latest)
     }
 
+    /// Distinct purchase days in `from..=to` (only days inside the bitmap are seen).
+    pub fn count_between(&self, from: Day, to: Day) -> u32 {
+        let from = from.max(self.latest - BITMAP_DAYS as i32 + 1);
+        let to = to.min(self.latest);
+        (from..=to).map(|d| u32::from(self.contains(d))).sum()
+    }
+
     /// The latest purchase day before `day`.
     pub fn previous(&self, day: Day) -> Option<Day> {
         let low = self.latest - BITMAP_DAYS as i32 + 1;

@@ -309,6 +309,8 @@ pub enum ReasonDetail {
         silent_days: i32,
         usual_gap_days: Option<f64>,
         purchase_days: u32,
+        recent_days: u32,
+        recent_window_days: u32,
         probability: f64,
     },
     NeverBought,
@@ -357,14 +359,14 @@ pub enum ReasonDetail {
 impl fmt::Display for ReasonDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReasonDetail::Silence { silent_days, usual_gap_days: Some(gap), purchase_days, probability } => write!(
+            ReasonDetail::Silence { silent_days, usual_gap_days: Some(gap), purchase_days, recent_days, recent_window_days, probability } => write!(
                 f,
-                "no purchase for {silent_days} days; usually every {gap:.0} days over {purchase_days} purchase days ({:.0} % chance of no purchase in the horizon)",
+                "no purchase for {silent_days} days; usually every {gap:.0} days over {purchase_days} purchase days, {recent_days} in the last {recent_window_days} days ({:.0} % likely to buy nothing in the coming months)",
                 probability * 100.0
             ),
             ReasonDetail::Silence { silent_days, usual_gap_days: None, probability, .. } => write!(
                 f,
-                "one purchase day only, {silent_days} days ago ({:.0} % chance of no purchase in the horizon)",
+                "bought on one day only, {silent_days} days ago ({:.0} % likely to buy nothing in the coming months)",
                 probability * 100.0
             ),
             ReasonDetail::NeverBought => f.write_str("has never bought"),
@@ -666,18 +668,29 @@ fn stage(
     (Stage::Developing, first, rule)
 }
 
-/// The BG/NBD-style probability that the customer buys nothing within the horizon.
-fn silence_probability(policy: &ChurnPolicy, repeat_days: u32, t: f64, age: f64) -> f64 {
-    let s = &policy.silence;
-    let (r, alpha, a, b) = (s.rate_shape, s.rate_scale_days, s.dropout_a, s.dropout_b);
-    let x = f64::from(repeat_days);
-    let p_alive = if repeat_days == 0 {
-        1.0
-    } else {
-        1.0 / (1.0 + a / (b + x - 1.0) * ((alpha + age) / (alpha + t)).powf(r + x))
-    };
-    let p_buys_if_alive = 1.0 - ((alpha + age) / (alpha + age + s.horizon_days)).powf(r + x);
-    1.0 - p_alive * p_buys_if_alive
+/// The logistic probability that the customer buys nothing in the coming months
+/// (see `projections/churn.toml` for the model).
+fn silence_probability(
+    rule: &crate::policy::SilenceRule,
+    silent_days: i32,
+    repeat_days: u32,
+    tenure_days: i32,
+    usual_gap: Option<f64>,
+    recent_days: u32,
+) -> f64 {
+    let ln1p = |v: f64| v.max(0.0).ln_1p();
+    let mut z = rule.intercept
+        + rule.log_silence_days * ln1p(f64::from(silent_days))
+        + rule.log_repeat_days * ln1p(f64::from(repeat_days))
+        + rule.log_tenure_days * ln1p(f64::from(tenure_days))
+        + rule.log_recent_days * ln1p(f64::from(recent_days));
+    match usual_gap {
+        Some(gap) if repeat_days > 0 => {
+            z += rule.log_overdue_ratio * ln1p(f64::from(silent_days) / gap.max(1.0))
+        }
+        _ => z += rule.single_day,
+    }
+    1.0 / (1.0 + (-z).exp())
 }
 
 fn churn_risk(
@@ -687,31 +700,43 @@ fn churn_risk(
     month: Month,
 ) -> (f64, RiskBand, Vec<RiskReason>) {
     let mut reasons = Vec::new();
+    // Each factor's points are what the risk would be if it were alone; they combine like
+    // independent chances, and each reason keeps its share of what the ones before left.
+    let mut remaining = 1.0_f64;
     let mut push = |factor, points: f64, detail| {
-        if points > 0.0 {
+        let alone = (points / 100.0).clamp(0.0, 1.0);
+        if alone > 0.0 {
+            let share = remaining * alone;
+            remaining -= share;
             reasons.push(RiskReason {
                 factor,
-                points: round2(points),
+                points: round2(share * 100.0),
                 detail,
             });
         }
     };
     let days = &state.purchases.days;
 
-    // Buying silence against the customer's own rhythm.
+    // Buying silence against the customer's own rhythm, tenure and recent activity.
     match (days.first(), days.latest()) {
         (Some(first), Some(last)) => {
+            let s = &policy.silence;
             let distinct = days.distinct();
-            let t = f64::from(last - first);
-            let age = f64::from((today - first).max(last - first));
-            let probability = silence_probability(policy, distinct - 1, t, age);
+            let silent_days = (today - last).max(0);
+            let gap = usual_gap(state);
+            let recent = days.count_between(today - s.recent_window_days as i32 + 1, today);
+            let tenure = (today - first).max(0);
+            let probability =
+                silence_probability(s, silent_days, distinct - 1, tenure, gap, recent);
             push(
                 RiskFactor::BuyingSilence,
-                policy.silence.max_points * probability,
+                s.max_points * probability,
                 ReasonDetail::Silence {
-                    silent_days: (today - last).max(0),
-                    usual_gap_days: usual_gap(state).map(round2),
+                    silent_days,
+                    usual_gap_days: gap.map(round2),
                     purchase_days: distinct,
+                    recent_days: recent,
+                    recent_window_days: s.recent_window_days,
                     probability: round2(probability),
                 },
             );
@@ -742,42 +767,27 @@ fn churn_risk(
 
     // Complaints: open ones by severity and age, then unsatisfying resolutions.
     let c = &policy.complaints;
-    let mut complaint_points = 0.0;
-    let mut complaint_reasons = Vec::new();
     for open in &state.complaints.open {
         let open_days = (today - day_of(open.filed_at)).max(0);
         let deadline = c.resolution_days.of(open.severity) as i32;
         let overdue = (open_days > deadline).then_some(open_days - deadline);
-        let points = c.open_points.of(open.severity) + overdue.map_or(0.0, |_| c.overdue_points);
-        complaint_points += points;
-        complaint_reasons.push((
-            points,
+        push(
+            RiskFactor::OpenComplaint,
+            c.open_points.of(open.severity) + overdue.map_or(0.0, |_| c.overdue_points),
             ReasonDetail::Complaint {
                 id: open.id.clone(),
                 severity: open.severity,
                 open_days,
                 overdue_days: overdue,
             },
-        ));
+        );
     }
     let unsatisfied: u32 = (0..i32::from(c.unsatisfied_window_months))
         .map(|back| u32::from(state.complaints.months.get(month - back).unsatisfied))
         .sum();
-    if unsatisfied > 0 {
-        complaint_points += f64::from(unsatisfied) * c.unsatisfied_points;
-    }
-    // The cap scales every complaint reason alike, so the reasons still add up to the points.
-    let scale = if complaint_points > c.max_points {
-        c.max_points / complaint_points
-    } else {
-        1.0
-    };
-    for (points, detail) in complaint_reasons {
-        push(RiskFactor::OpenComplaint, points * scale, detail);
-    }
     push(
         RiskFactor::UnsatisfiedResolution,
-        f64::from(unsatisfied) * c.unsatisfied_points * scale,
+        (f64::from(unsatisfied) * c.unsatisfied_points).min(100.0),
         ReasonDetail::Unsatisfied {
             count: unsatisfied,
             months: c.unsatisfied_window_months,
@@ -880,6 +890,7 @@ fn churn_risk(
         );
     }
 
+    // The sum of the reported (rounded) shares, so that the reasons always add up to the risk.
     let risk = round2(reasons.iter().map(|r| r.points).sum::<f64>().min(100.0));
     let b = &policy.bands;
     let band = if risk >= b.critical {
