@@ -25,7 +25,7 @@ pub struct Purchase {
     pub units: u32,
 }
 
-/// Parses CDNOW transaction lines: `customer YYYYMMDD units dollars`, whitespace-separated,
+/// Parses CDNOW transaction lines: `customer [sequence] YYYYMMDD units dollars`, whitespace-separated,
 /// after an optional header line (`customer_id date number_of_cds dollar_value`).
 pub fn read_cdnow(text: &str) -> Result<Vec<Purchase>, String> {
     let mut out = Vec::new();
@@ -34,8 +34,10 @@ pub fn read_cdnow(text: &str) -> Result<Vec<Purchase>, String> {
         if fields.is_empty() || (i == 0 && fields.get(1) == Some(&"date")) {
             continue;
         }
-        let [customer, date, units, dollars] = fields.as_slice() else {
-            return Err(format!("line {}: expected 4 fields", i + 1));
+        // The full panel has 4 fields; the 1/10 sample adds a sequence number after the id.
+        let (customer, date, units, dollars) = match fields.as_slice() {
+            [c, d, u, v] | [c, _, d, u, v] => (c, d, u, v),
+            _ => return Err(format!("line {}: expected 4 or 5 fields", i + 1)),
         };
         let date =
             parse_yyyymmdd(date).ok_or_else(|| format!("line {}: bad date {date:?}", i + 1))?;
