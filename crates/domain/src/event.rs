@@ -74,9 +74,18 @@ impl fmt::Display for EventId {
 impl<'de> Deserialize<'de> for EventId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = <Cow<'de, str>>::deserialize(deserializer)?;
+        // Only the hyphenated form (8-4-4-4-12), as JSON Schema's `uuid` format and auditors'
+        // tools expect; braces, URNs and bare hex are refused.
+        let hyphenated = s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-');
         Uuid::try_parse(&s)
+            .ok()
+            .filter(|_| hyphenated)
             .map(EventId)
-            .map_err(|_| de::Error::custom(format!("{s:?} is not a UUID")))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "{s:?} is not a UUID in the hyphenated form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+                ))
+            })
     }
 }
 
@@ -392,7 +401,11 @@ pub(crate) mod iso_date {
         format_description!("[year]-[month]-[day]");
 
     pub fn parse(s: &str) -> Result<Date, String> {
-        Date::parse(s, FORMAT).map_err(|_| format!("{s:?} is not a date in the form YYYY-MM-DD"))
+        let error = || format!("{s:?} is not a date in the form YYYY-MM-DD");
+        if s.len() != 10 || !s.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(error());
+        }
+        Date::parse(s, FORMAT).map_err(|_| error())
     }
 
     pub fn format(date: &Date) -> String {
@@ -415,8 +428,13 @@ struct BusinessTime(OffsetDateTime);
 impl<'de> Deserialize<'de> for BusinessTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = <Cow<'de, str>>::deserialize(deserializer)?;
+        // RFC 3339 permits a space for the `T` in prose only; the wire form uses `T`.
+        let has_t = matches!(s.as_bytes().get(10), Some(b'T' | b't'));
         OffsetDateTime::parse(&s, &Rfc3339)
+            .ok()
+            .filter(|_| has_t)
             .map(BusinessTime)
+            .ok_or(())
             .map_err(|_| {
                 de::Error::custom(format!(
                     "{s:?} is not an RFC 3339 time with an offset, e.g. 2026-03-14T09:30:00Z"

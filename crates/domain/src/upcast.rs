@@ -60,6 +60,9 @@ pub(crate) fn decode_data(
 ) -> Result<EventData, DecodeError> {
     let json = raw.get();
     let at = "$.data";
+    if !json.starts_with('{') {
+        return Err(DecodeError::new(at, "must be a JSON object"));
+    }
     let data = match (event_type, version_of(event_type, dataschema)?) {
         (EventType::CustomerRegistered, _) => EventData::CustomerRegistered(parse_at(json, at)?),
         (EventType::ProfileUpdated, _) => EventData::ProfileUpdated(parse_at(json, at)?),
