@@ -147,6 +147,13 @@ struct Batch {
 }
 
 impl Batch {
+    fn with_capacity(n: usize) -> Self {
+        Batch {
+            places: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+        }
+    }
+
     fn push(&mut self, key: i64, customer: u32, seq: u32, event: Event) {
         let slot = self.events.len() as u32;
         self.places.push(Place {
@@ -159,6 +166,8 @@ impl Batch {
     }
 
     fn append(&mut self, other: Batch) {
+        self.places.reserve(other.places.len());
+        self.events.reserve(other.events.len());
         let offset = self.events.len() as u32;
         self.places.extend(other.places.into_iter().map(|p| Place {
             slot: p.slot + offset,
@@ -194,6 +203,8 @@ pub struct Generator {
     deferred: Batch,
     current: std::vec::IntoIter<Event>,
     threads: usize,
+    /// Events in the last month generated, to size the next month's buffers.
+    last_month_events: usize,
 }
 
 impl Generator {
@@ -234,6 +245,7 @@ impl Generator {
             deferred: Batch::default(),
             current: Vec::new().into_iter(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            last_month_events: 0,
         })
     }
 
@@ -302,14 +314,15 @@ impl Generator {
             .min(self.customers.len() / MIN_CUSTOMERS_PER_THREAD)
             .max(1);
         let chunk = self.customers.len().div_ceil(threads);
+        let capacity = self.last_month_events / threads + self.last_month_events / threads / 8;
         let parts: Vec<(Batch, Batch)> = if threads == 1 {
-            vec![simulate_chunk(&mut self.customers, &ctx, key)]
+            vec![simulate_chunk(&mut self.customers, &ctx, key, capacity)]
         } else {
             std::thread::scope(|scope| {
                 let workers: Vec<_> = self
                     .customers
                     .chunks_mut(chunk)
-                    .map(|customers| scope.spawn(|| simulate_chunk(customers, &ctx, key)))
+                    .map(|customers| scope.spawn(|| simulate_chunk(customers, &ctx, key, capacity)))
                     .collect();
                 workers
                     .into_iter()
@@ -322,6 +335,7 @@ impl Generator {
             buffer.append(events);
             self.deferred.append(late);
         }
+        self.last_month_events = buffer.events.len();
         self.current = buffer.into_sorted().into_iter();
         true
     }
@@ -329,8 +343,13 @@ impl Generator {
 
 /// Simulates one month of `customers`: the events for this month's feed, and the late ones
 /// held back for the next.
-fn simulate_chunk(customers: &mut [Customer], ctx: &MonthCtx, key: &[u8; 32]) -> (Batch, Batch) {
-    let mut batch = Batch::default();
+fn simulate_chunk(
+    customers: &mut [Customer],
+    ctx: &MonthCtx,
+    key: &[u8; 32],
+    capacity: usize,
+) -> (Batch, Batch) {
+    let mut batch = Batch::with_capacity(capacity);
     let mut late = Batch::default();
     let mut scratch = Vec::new();
     for customer in customers {
