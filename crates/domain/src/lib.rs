@@ -6,6 +6,7 @@
 //! policies and an explicit `as_of`, so a replay gives the same answer bit for bit.
 
 pub mod calendar;
+pub mod card;
 pub mod churn_eval;
 pub mod event;
 pub mod policy;
@@ -15,6 +16,7 @@ pub mod upcast;
 pub mod values;
 pub mod verdict;
 
+pub use card::CustomerCard;
 pub use event::{DecodeError, Event, EventData, EventId, EventType};
 pub use policy::Policies;
 pub use state::CustomerState;

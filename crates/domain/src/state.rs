@@ -7,7 +7,7 @@
 //! What the policies need and nothing more is kept: monthly buckets, a bitmap of purchase days,
 //! open complaints, recent contracts, the latest reassignment and assessment.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::{day_of, day_of_date, month_of_day, Day, Month};
 use crate::event::{EventData, ReassignReason, Severity};
@@ -24,7 +24,7 @@ pub const MAX_CONTRACTS: usize = 8;
 pub const MAX_ORPHANS: usize = 8;
 
 /// A value with the business time it was stated at; the latest statement wins.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped<T> {
     pub at: i64,
     pub value: T,
@@ -37,7 +37,7 @@ fn set_latest<T>(slot: &mut Option<Stamped<T>>, at: i64, value: T) {
 }
 
 /// Per-month values for the `MONTHS` months ending with the latest month seen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthWindow<T> {
     latest: Month,
     slots: [T; MONTHS],
@@ -90,14 +90,14 @@ impl<T: Copy + Default> MonthWindow<T> {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SalesMonth {
     /// Sum in minor units of the customer's currency.
     pub amount: u64,
     pub orders: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct InteractionMonth {
     pub count: u16,
     /// Interactions with sentiment −1 or −2.
@@ -105,7 +105,7 @@ pub struct InteractionMonth {
 }
 
 /// Complaints filed in a month, by severity (low, medium, high, critical).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplaintMonth {
     pub filed: [u16; 4],
     pub unsatisfied: u16,
@@ -113,10 +113,9 @@ pub struct ComplaintMonth {
 
 /// Distinct purchase days: a bitmap of the last `BITMAP_DAYS` days before the latest purchase
 /// day, and a count (and the latest) of the distinct days before that.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurchaseDays {
     latest: Day,
-    #[serde(skip)]
     bits: [u64; BITMAP_DAYS / 64],
     /// Distinct purchase days older than the bitmap.
     older: u32,
@@ -216,7 +215,7 @@ impl PurchaseDays {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Purchases {
     /// The currency sales are summed in: that of the first purchase applied.
     pub currency: Option<Currency>,
@@ -230,14 +229,14 @@ pub struct Purchases {
     pub months: MonthWindow<SalesMonth>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Interactions {
     pub count: u64,
     pub last_at: Option<i64>,
     pub months: MonthWindow<InteractionMonth>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenComplaint {
     pub id: Ident,
     pub severity: Severity,
@@ -246,14 +245,14 @@ pub struct OpenComplaint {
 }
 
 /// A resolution whose complaint has not been seen (yet): it may arrive late.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrphanResolution {
     pub id: Ident,
     pub at: i64,
     pub satisfied: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Complaints {
     pub open: Vec<OpenComplaint>,
     pub filed: u32,
@@ -264,7 +263,7 @@ pub struct Complaints {
     pub months: MonthWindow<ComplaintMonth>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contract {
     pub id: Ident,
     pub value_minor: u64,
@@ -292,14 +291,14 @@ impl Contract {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reassignment {
     pub from: Option<Ident>,
     pub to: Ident,
     pub reason: ReassignReason,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub name: Option<Stamped<Personal<Text>>>,
     pub segment: Option<Stamped<Label>>,
@@ -308,7 +307,7 @@ pub struct Profile {
 }
 
 /// Events that were tolerated but did not fit what was known; reported with every verdict.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
     pub resolved_never_filed: u32,
     pub complaint_filed_twice: u32,
@@ -319,7 +318,7 @@ pub struct Anomalies {
     pub reassigned_to_same_rep: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CustomerState {
     pub events: u64,
     pub first_event_at: Option<i64>,
@@ -340,7 +339,26 @@ pub struct CustomerState {
     pub anomalies: Anomalies,
 }
 
+/// Version of the binary encoding of `CustomerState`; stored states of another version are
+/// rebuilt from the log rather than decoded.
+pub const STATE_FORMAT: u32 = 1;
+
+/// A stored state that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("stored customer state cannot be decoded: {0}")]
+pub struct StateDecodeError(#[from] postcard::Error);
+
 impl CustomerState {
+    /// Compact binary encoding (postcard) for persisting the state between batches.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
     /// Folds one event into the state. Events of other customers must not be passed here.
     pub fn apply(&mut self, event: &Event) {
         let at = event.time.unix_timestamp();
