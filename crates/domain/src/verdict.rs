@@ -782,7 +782,8 @@ fn churn_risk(
             },
         );
     }
-    let unsatisfied: u32 = (0..i32::from(c.unsatisfied_window_months))
+    // The last N complete months: unlike sentiment, the as_of month does not count.
+    let unsatisfied: u32 = (1..=i32::from(c.unsatisfied_window_months))
         .map(|back| u32::from(state.complaints.months.get(month - back).unsatisfied))
         .sum();
     push(
