@@ -11,11 +11,10 @@ use serde::{Serialize, Serializer};
 
 use crate::calendar::{date_of_day, day_of, first_day_of_month, month_of_day, Day, Month};
 use crate::event::{ReassignReason, Severity};
-use crate::policy::{ChurnPolicy, Factor, GradingPolicy, LifecyclePolicy, Policies};
+use crate::grading::{self, compare_windows, round2, GradeInputs};
+use crate::policy::{ChurnPolicy, Factor, LifecyclePolicy, Policies};
 use crate::state::{Anomalies, CustomerState};
 use crate::values::{Currency, Ident};
-
-const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Grade {
@@ -113,6 +112,8 @@ pub struct Verdict {
     pub risk_band: RiskBand,
     pub risk_reasons: Vec<RiskReason>,
     pub anomalies: Anomalies,
+    /// What the grade was computed from; what-if simulation re-grades these.
+    pub grade_inputs: GradeInputs,
 }
 
 fn as_date<S: Serializer>(day: &Day, serializer: S) -> Result<S::Ok, S::Error> {
@@ -420,17 +421,6 @@ impl Serialize for ReasonDetail {
     }
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// `(recent, earlier)`: sums over the `n` complete months before `as_of_month` and the `n` before.
-fn compare_windows(as_of_month: Month, n: u8, month_value: impl Fn(Month) -> u64) -> (u64, u64) {
-    let n = i32::from(n);
-    let sum = |last: Month| ((last - n + 1)..=last).map(&month_value).sum::<u64>();
-    (sum(as_of_month - 1), sum(as_of_month - 1 - n))
-}
-
 fn drop_percent(recent: u64, earlier: u64) -> f64 {
     if earlier == 0 || recent >= earlier {
         0.0
@@ -443,7 +433,8 @@ fn drop_percent(recent: u64, earlier: u64) -> f64 {
 pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdict {
     let today = day_of(as_of);
     let month = month_of_day(today);
-    let (grade, score, factors) = grade(state, &policies.grading.policy, today, month);
+    let grade_inputs = GradeInputs::measure(state, &policies.grading.policy, today, month);
+    let (grade, score, factors) = grading::grade(&grade_inputs, &policies.grading.policy);
     let (stage, stage_since, stage_rule) = stage(state, &policies.lifecycle.policy, today, month);
     let (risk, risk_band, risk_reasons) = churn_risk(state, &policies.churn.policy, today, month);
     Verdict {
@@ -458,135 +449,8 @@ pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdi
         risk_band,
         risk_reasons,
         anomalies: state.anomalies,
+        grade_inputs,
     }
-}
-
-fn grade(
-    state: &CustomerState,
-    policy: &GradingPolicy,
-    today: Day,
-    month: Month,
-) -> (Grade, f64, [FactorScore; 5]) {
-    let purchases = &state.purchases;
-    let sales = |m: Month| purchases.months.get(m).amount;
-
-    // Monthly sales.
-    let ms = &policy.monthly_sales;
-    let (recent, _) = compare_windows(month, ms.window_months, sales);
-    let average = recent as f64 / f64::from(ms.window_months);
-    let target = purchases
-        .currency
-        .and_then(|c| ms.target_minor.get(c.as_str()).copied());
-    let monthly_sales = match target {
-        Some(target) => (Some(average), (100.0 * average / target as f64).min(100.0)),
-        None => (purchases.currency.map(|_| average), 0.0),
-    };
-    let monthly_detail = FactorDetail::MonthlySales {
-        months: ms.window_months,
-        currency: purchases.currency,
-        target_minor: target,
-    };
-
-    // Sales growth.
-    let g = &policy.sales_growth;
-    let (recent, earlier) = compare_windows(month, g.window_months, sales);
-    let growth = match (recent, earlier) {
-        (0, 0) => (None, g.no_sales_score),
-        (_, 0) => (None, g.new_sales_score),
-        _ => {
-            let pct = (recent as f64 - earlier as f64) * 100.0 / earlier as f64;
-            let sub = (pct - g.floor_percent) * 100.0 / (g.ceiling_percent - g.floor_percent);
-            (Some(pct), sub.clamp(0.0, 100.0))
-        }
-    };
-    let growth_detail = FactorDetail::SalesGrowth {
-        recent_minor: recent,
-        earlier_minor: earlier,
-        months: g.window_months,
-    };
-
-    // Assessments.
-    let assessed = |value: &Option<crate::state::Stamped<u8>>, default: f64| match value {
-        Some(s) => (
-            (Some(f64::from(s.value)), f64::from(s.value)),
-            FactorDetail::Assessed {
-                assessed_on: Some(day_of(s.at)),
-            },
-        ),
-        None => (
-            (None, default),
-            FactorDetail::Assessed { assessed_on: None },
-        ),
-    };
-    let (coverage, coverage_detail) =
-        assessed(&state.coverage, policy.channel_coverage.default_score);
-    let (prospects, prospects_detail) =
-        assessed(&state.prospects, policy.development_prospects.default_score);
-
-    // Loyalty.
-    let l = &policy.loyalty;
-    let tenure_months = purchases.days.first().map_or(0.0, |first| {
-        f64::from((today - first).max(0)) / DAYS_PER_MONTH
-    });
-    let active_months = ((month - 12)..month)
-        .filter(|&m| purchases.months.get(m).orders > 0)
-        .count() as u8;
-    let mut penalty = f64::from(state.complaints.unsatisfied) * l.unsatisfied_penalty;
-    for m in (month - 12)..month {
-        let filed = state.complaints.months.get(m).filed;
-        for severity in [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ] {
-            penalty += f64::from(filed[severity as usize]) * l.complaint_penalty.of(severity);
-        }
-    }
-    let loyalty_points = l.tenure_points
-        * (tenure_months / f64::from(l.tenure_full_months)).min(1.0)
-        + l.repeat_points * f64::from(active_months) / 12.0
-        + (l.complaint_points - penalty).max(0.0);
-    let loyalty = (Some(round2(loyalty_points)), loyalty_points);
-    let loyalty_detail = FactorDetail::Loyalty {
-        tenure_months: round2(tenure_months),
-        active_months,
-        complaint_penalty: penalty,
-    };
-
-    let factor = |factor: Factor, (raw, sub): (Option<f64>, f64), detail| {
-        let weight = policy.weights.of(factor);
-        let sub_score = round2(sub);
-        FactorScore {
-            factor,
-            raw: raw.map(round2),
-            sub_score,
-            weight,
-            contribution: round2(sub_score * f64::from(weight) / 100.0),
-            detail,
-        }
-    };
-    let factors = [
-        factor(Factor::MonthlySales, monthly_sales, monthly_detail),
-        factor(Factor::SalesGrowth, growth, growth_detail),
-        factor(Factor::ChannelCoverage, coverage, coverage_detail),
-        factor(Factor::Loyalty, loyalty, loyalty_detail),
-        factor(Factor::DevelopmentProspects, prospects, prospects_detail),
-    ];
-    let score = round2(factors.iter().map(|f| f.contribution).sum());
-    let t = &policy.thresholds;
-    let grade = if score >= t.a {
-        Grade::A
-    } else if score >= t.b {
-        Grade::B
-    } else if score >= t.c {
-        Grade::C
-    } else if score >= t.d {
-        Grade::D
-    } else {
-        Grade::E
-    };
-    (grade, score, factors)
 }
 
 /// The customer's usual gap between distinct purchase days, if they bought on two days or more.
