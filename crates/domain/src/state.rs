@@ -430,16 +430,24 @@ impl CustomerState {
                     self.anomalies.contract_signed_twice += 1;
                     return;
                 }
-                self.contracts.push(Contract {
-                    id: d.contract_id.clone(),
-                    value_minor: d.value.minor.get(),
-                    currency: d.value.currency,
-                    starts_on: day_of_date(d.starts_on),
-                    ends_on: day_of_date(d.ends_on),
-                    auto_renew: d.auto_renew.unwrap_or(false),
-                    renewals: 0,
-                    terminated_on: None,
-                });
+                // Kept in order of start, whatever the arrival order: the verdict lists them so.
+                let starts_on = day_of_date(d.starts_on);
+                let pos = self
+                    .contracts
+                    .partition_point(|c| (c.starts_on, &c.id) < (starts_on, &d.contract_id));
+                self.contracts.insert(
+                    pos,
+                    Contract {
+                        id: d.contract_id.clone(),
+                        value_minor: d.value.minor.get(),
+                        currency: d.value.currency,
+                        starts_on,
+                        ends_on: day_of_date(d.ends_on),
+                        auto_renew: d.auto_renew.unwrap_or(false),
+                        renewals: 0,
+                        terminated_on: None,
+                    },
+                );
                 if self.contracts.len() > MAX_CONTRACTS {
                     // Keep the contracts that matter for "now": drop the one that ended first.
                     let oldest = (0..self.contracts.len())
@@ -489,12 +497,19 @@ impl CustomerState {
                         self.anomalies.resolved_never_filed.saturating_sub(1);
                     return;
                 }
-                c.open.push(OpenComplaint {
-                    id: d.complaint_id.clone(),
-                    severity,
-                    filed_at: at,
-                    escalations: 0,
-                });
+                // Kept in filing order, whatever the arrival order: the verdict lists them so.
+                let pos = c
+                    .open
+                    .partition_point(|o| (o.filed_at, &o.id) < (at, &d.complaint_id));
+                c.open.insert(
+                    pos,
+                    OpenComplaint {
+                        id: d.complaint_id.clone(),
+                        severity,
+                        filed_at: at,
+                        escalations: 0,
+                    },
+                );
             }
             EventData::ComplaintEscalated(d) => {
                 match self
