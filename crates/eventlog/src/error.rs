@@ -57,6 +57,10 @@ pub enum LogError {
 #[error("record {position} is not a valid event: {reason}")]
 pub struct BadRecord {
     pub position: Position,
+    /// The customer the record belongs to, if the log knows it without decoding: the Kafka
+    /// record key, or the embedded log's stored subject. A projector holds that customer's
+    /// later events behind the bad record instead of building the customer on a gap.
+    pub key: Option<String>,
     /// The record's raw value, as stored.
     pub bytes: Vec<u8>,
     /// Why it was rejected: JSON path and problem.
@@ -74,9 +78,15 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    pub fn bad_record(position: Position, bytes: Vec<u8>, reason: DecodeError) -> Self {
+    pub fn bad_record(
+        position: Position,
+        key: Option<String>,
+        bytes: Vec<u8>,
+        reason: DecodeError,
+    ) -> Self {
         ReadError::BadRecord(Box::new(BadRecord {
             position,
+            key,
             bytes,
             reason,
         }))

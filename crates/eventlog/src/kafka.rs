@@ -42,6 +42,8 @@ use crate::{EventLog, EventStream, StartOffsets};
 
 /// The default topic name.
 pub const DEFAULT_TOPIC: &str = "clientlog.events";
+/// How much longer than `message_timeout` an append waits for an acknowledgement.
+const ACK_SLACK: Duration = Duration::from_secs(1);
 /// The default partition count of a topic this log creates.
 pub const DEFAULT_PARTITIONS: i32 = 12;
 
@@ -445,11 +447,21 @@ impl EventLog for KafkaLog {
 }
 
 impl KafkaLog {
+    /// Waits for one record's acknowledgement. librdkafka reports a record within
+    /// `message.timeout.ms` of producing it, except one already in flight to a broker that
+    /// died, which it holds until the request times out; the extra bound here keeps the
+    /// promise that an append against a dead broker fails in about `message_timeout`.
     async fn settle(&self, future: DeliveryFuture) -> Result<Position, LogError> {
-        match future.await {
-            Ok(Ok(delivery)) => Ok(Position::new(delivery.partition, delivery.offset)),
-            Ok(Err((source, _))) => Err(self.delivery_error(source)),
-            Err(_canceled) => Err(LogError::WriterStopped),
+        let timeout = self.config.message_timeout;
+        match tokio::time::timeout(timeout + ACK_SLACK, future).await {
+            Ok(Ok(Ok(delivery))) => Ok(Position::new(delivery.partition, delivery.offset)),
+            Ok(Ok(Err((source, _)))) => Err(self.delivery_error(source)),
+            Ok(Err(_canceled)) => Err(LogError::WriterStopped),
+            Err(_) => Err(LogError::Unavailable {
+                context: "waiting for the broker to acknowledge appended events",
+                timeout,
+                source: None,
+            }),
         }
     }
 }
@@ -474,6 +486,12 @@ fn stored_event(message: &BorrowedMessage<'_>) -> Result<StoredEvent, ReadError>
             mode: decoded.mode,
             event,
         }),
-        Err(reason) => Err(ReadError::bad_record(position, decoded.bytes, reason)),
+        Err(reason) => {
+            let key = message
+                .key()
+                .and_then(|key| std::str::from_utf8(key).ok())
+                .map(str::to_string);
+            Err(ReadError::bad_record(position, key, decoded.bytes, reason))
+        }
     }
 }

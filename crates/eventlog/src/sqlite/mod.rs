@@ -545,7 +545,7 @@ impl Reader {
                 committed.borrow_and_update();
             }
             let rows = sqlx::query(
-                "SELECT position, recorded_at, payload FROM events \
+                "SELECT position, recorded_at, payload, subject FROM events \
                  WHERE position >= ? ORDER BY position LIMIT ?",
             )
             .bind(self.next)
@@ -615,6 +615,10 @@ fn stored_event(row: SqliteRow) -> Result<StoredEvent, ReadError> {
             mode: WireMode::Structured,
             event,
         }),
-        Err(reason) => Err(ReadError::bad_record(position, bytes, reason)),
+        Err(reason) => {
+            // The subject column is only read for a bad record; a valid event carries its own.
+            let key = row.try_get::<String, _>(3).ok();
+            Err(ReadError::bad_record(position, key, bytes, reason))
+        }
     }
 }
