@@ -180,10 +180,13 @@ impl Batch {
     fn into_sorted(mut self) -> Vec<Event> {
         self.places.sort_unstable();
         let mut slots: Vec<Option<Event>> = self.events.into_iter().map(Some).collect();
-        self.places
-            .iter()
-            .filter_map(|p| slots[p.slot as usize].take())
-            .collect()
+        let mut sorted = Vec::with_capacity(slots.len());
+        sorted.extend(
+            self.places
+                .iter()
+                .filter_map(|p| slots[p.slot as usize].take()),
+        );
+        sorted
     }
 }
 
@@ -268,11 +271,13 @@ impl Generator {
     /// The events of the next month (plus late arrivals from the month before), in feed
     /// order; `None` when the history is complete. Mixing this with `next()` is fine.
     pub fn next_batch(&mut self) -> Option<Vec<Event>> {
-        let rest: Vec<Event> = self.current.by_ref().collect();
+        // Collecting a whole `vec::IntoIter` reuses its buffer instead of copying the events.
+        let rest: Vec<Event> = std::mem::take(&mut self.current).collect();
         if !rest.is_empty() {
             return Some(rest);
         }
-        self.fill().then(|| self.current.by_ref().collect())
+        self.fill()
+            .then(|| std::mem::take(&mut self.current).collect())
     }
 
     /// Who churned and came back, per customer. Complete once the generator is exhausted;
