@@ -108,3 +108,82 @@ pub fn bad_records() -> Vec<(Vec<u8>, &'static str)> {
         (unknown_type.into_bytes(), "$.type"),
     ]
 }
+
+/// A tansu broker owned by one test, on a free local port; killed on drop.
+pub struct TansuBroker {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+    binary: std::path::PathBuf,
+    storage: String,
+    port: u16,
+}
+
+impl TansuBroker {
+    /// Starts `binary` with `storage` (`memory://tansu/` or a `postgres://` URL) and waits
+    /// until it accepts connections.
+    pub fn start(binary: &Path, storage: &str) -> std::io::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut broker = Self {
+            child: Self::spawn(binary, storage, port)?,
+            bootstrap: format!("127.0.0.1:{port}"),
+            binary: binary.to_path_buf(),
+            storage: storage.to_string(),
+            port,
+        };
+        broker.wait_listening()?;
+        Ok(broker)
+    }
+
+    fn spawn(binary: &Path, storage: &str, port: u16) -> std::io::Result<std::process::Child> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        std::process::Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", storage])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    }
+
+    fn wait_listening(&mut self) -> std::io::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!("tansu exited: {status}")));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(std::io::Error::other("tansu did not listen within 20 s"))
+    }
+
+    /// Kills the broker (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        let _ = self.kill();
+        self.child = Self::spawn(&self.binary, &self.storage, self.port)?;
+        self.wait_listening()
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -43,9 +43,9 @@ pub const FIRST_OFFSET: i64 = 1;
 
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i64 = 1;
-/// Rows per multi-row `INSERT`: 4 parameters each, far below SQLite's 32 766-parameter limit,
-/// and large enough that the per-statement cost is spread thin.
-const ROWS_PER_INSERT: usize = 256;
+/// Rows per multi-row `INSERT` (5 parameters each, below SQLite's 32 766-parameter limit) and
+/// ids per duplicate lookup: large enough that the per-statement cost is spread thin.
+const ROWS_PER_INSERT: usize = 1000;
 /// Rows fetched per query by a reader.
 const READ_PAGE: i64 = 1024;
 
@@ -63,6 +63,12 @@ pub struct SqliteConfig {
     pub read_connections: u32,
     /// How long a connection waits for a lock held by another process.
     pub busy_timeout: Duration,
+    /// Page cache of the writer connection, MiB. The unique index on random event ids is
+    /// touched all over on every append; once it outgrows the cache every insert costs page
+    /// reads, so the writer gets a generous cache (readers scan in order and need little).
+    pub writer_cache_mib: u32,
+    /// Memory-mapped I/O window, MiB (`mmap_size`): page reads without a syscall each.
+    pub mmap_mib: u32,
 }
 
 impl SqliteConfig {
@@ -73,6 +79,8 @@ impl SqliteConfig {
             poll_interval: Duration::from_millis(200),
             read_connections: 4,
             busy_timeout: Duration::from_secs(10),
+            writer_cache_mib: 64,
+            mmap_mib: 256,
         }
     }
 }
@@ -118,10 +126,15 @@ impl SqliteLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(config.busy_timeout)
-            .foreign_keys(false);
+            .foreign_keys(false)
+            .pragma("mmap_size", (u64::from(config.mmap_mib) << 20).to_string());
 
         let mut writer = options
             .clone()
+            .pragma(
+                "cache_size",
+                format!("-{}", u64::from(config.writer_cache_mib) * 1024),
+            )
             .create_if_missing(true)
             .connect()
             .await
@@ -330,107 +343,94 @@ impl Writer {
         })
     }
 
+    /// Inside the `BEGIN IMMEDIATE` transaction, so no other writer (in any process) can
+    /// interleave: finds which ids are already in the log, gives every new event the next
+    /// offset explicitly, and inserts them with multi-row statements.
     async fn write(
         &mut self,
         batches: &[&[AppendEvent]],
         recorded_at: i64,
     ) -> Result<(Vec<Vec<AppendOutcome>>, Option<i64>), LogError> {
+        let mut last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(sqlite_err("reading the end of the event log"))?;
+        let first_new = last + 1;
+        // Ids given a position in this transaction, for repeats across or within batches.
+        let mut placed: HashMap<[u8; 16], i64> = HashMap::new();
         let mut all = Vec::with_capacity(batches.len());
-        let mut last_offset = None;
         for batch in batches {
             let mut outcomes = Vec::with_capacity(batch.len());
             for chunk in batch.chunks(ROWS_PER_INSERT) {
-                let inserted = insert_chunk(&mut self.conn, chunk, recorded_at).await?;
-                let mut duplicates = Vec::new();
-                let mut inserted = inserted;
-                for (index, event) in chunk.iter().enumerate() {
-                    match inserted.remove(event.id().as_uuid().as_bytes()) {
-                        Some(offset) => {
-                            last_offset = Some(last_offset.map_or(offset, |l: i64| l.max(offset)));
-                            outcomes
-                                .push(AppendOutcome::Appended(Position::new(PARTITION, offset)));
-                        }
-                        None => {
-                            duplicates.push((outcomes.len(), index));
-                            // Placeholder, replaced below once the original is looked up.
-                            outcomes.push(AppendOutcome::Duplicate(Position::new(PARTITION, 0)));
-                        }
+                let ids: Vec<[u8; 16]> =
+                    chunk.iter().map(|e| *e.id().as_uuid().as_bytes()).collect();
+                let existing = find_positions(&mut self.conn, &ids).await?;
+                let mut rows: Vec<(i64, &AppendEvent)> = Vec::with_capacity(chunk.len());
+                for (event, id) in chunk.iter().zip(&ids) {
+                    if let Some(&offset) = existing.get(id).or_else(|| placed.get(id)) {
+                        outcomes.push(AppendOutcome::Duplicate(Position::new(PARTITION, offset)));
+                    } else {
+                        last += 1;
+                        placed.insert(*id, last);
+                        rows.push((last, event));
+                        outcomes.push(AppendOutcome::Appended(Position::new(PARTITION, last)));
                     }
                 }
-                if !duplicates.is_empty() {
-                    let ids: Vec<[u8; 16]> = duplicates
-                        .iter()
-                        .map(|&(_, index)| *chunk[index].id().as_uuid().as_bytes())
-                        .collect();
-                    let originals = find_positions(&mut self.conn, &ids).await?;
-                    for ((slot, _), id) in duplicates.iter().zip(&ids) {
-                        let offset = originals.get(id).copied().ok_or_else(|| {
-                            LogError::Config(format!(
-                                "event {} was refused as a duplicate but is not in the log",
-                                uuid::Uuid::from_bytes(*id)
-                            ))
-                        })?;
-                        outcomes[*slot] =
-                            AppendOutcome::Duplicate(Position::new(PARTITION, offset));
-                    }
-                }
+                insert_rows(&mut self.conn, &rows, recorded_at).await?;
             }
             all.push(outcomes);
         }
-        Ok((all, last_offset))
+        Ok((all, (last >= first_new).then_some(last)))
     }
 }
 
-/// Inserts `chunk` with one statement; returns the offset of every event that was new. An id
-/// already in the log — or earlier in the same statement — is skipped by `ON CONFLICT`.
-async fn insert_chunk(
+/// Inserts `rows` (offset, event) with one statement. The offsets are explicit; a UNIQUE
+/// violation here would mean the duplicate check above is wrong, and fails the transaction.
+async fn insert_rows(
     conn: &mut SqliteConnection,
-    chunk: &[AppendEvent],
+    rows: &[(i64, &AppendEvent)],
     recorded_at: i64,
-) -> Result<HashMap<[u8; 16], i64>, LogError> {
-    let mut sql = String::with_capacity(96 + chunk.len() * 10);
-    sql.push_str("INSERT INTO events (event_id, subject, recorded_at, payload) VALUES ");
-    for i in 0..chunk.len() {
+) -> Result<(), LogError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::with_capacity(96 + rows.len() * 12);
+    sql.push_str("INSERT INTO events (position, event_id, subject, recorded_at, payload) VALUES ");
+    for i in 0..rows.len() {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?)");
+        sql.push_str("(?,?,?,?,?)");
     }
-    sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id, position");
     let mut query = sqlx::query(&sql);
-    for event in chunk {
+    for (offset, event) in rows {
         query = query
+            .bind(*offset)
             .bind(event.id().as_uuid().as_bytes().to_vec())
             .bind(event.subject().as_str())
             .bind(recorded_at)
             .bind(event.bytes());
     }
-    let rows = query
-        .fetch_all(&mut *conn)
+    let done = query
+        .execute(&mut *conn)
         .await
         .map_err(sqlite_err("inserting appended events"))?;
-    let mut inserted = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id: Vec<u8> = row
-            .try_get(0)
-            .map_err(sqlite_err("reading an inserted event id"))?;
-        let offset: i64 = row
-            .try_get(1)
-            .map_err(sqlite_err("reading an inserted position"))?;
-        let id: [u8; 16] = id
-            .as_slice()
-            .try_into()
-            .map_err(|_| LogError::Config("an event id in the log is not 16 bytes".to_string()))?;
-        inserted.insert(id, offset);
+    if done.rows_affected() != rows.len() as u64 {
+        return Err(LogError::Config(format!(
+            "inserted {} of {} events",
+            done.rows_affected(),
+            rows.len()
+        )));
     }
-    Ok(inserted)
+    Ok(())
 }
 
+/// The offsets of those `ids` that are already in the log.
 async fn find_positions(
     conn: &mut SqliteConnection,
     ids: &[[u8; 16]],
 ) -> Result<HashMap<[u8; 16], i64>, LogError> {
-    let mut found = HashMap::with_capacity(ids.len());
+    let mut found = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_INSERT) {
         let placeholders = vec!["?"; chunk.len()].join(",");
         let sql =
@@ -442,7 +442,7 @@ async fn find_positions(
         for row in query
             .fetch_all(&mut *conn)
             .await
-            .map_err(sqlite_err("looking up the originals of duplicate events"))?
+            .map_err(sqlite_err("looking up event ids already in the log"))?
         {
             let id: Vec<u8> = row
                 .try_get(0)
