@@ -1,0 +1,414 @@
+//! The pure part of a batch: records in log order, what the store holds about their customers,
+//! the policies and an explicit `as_of` in; every row the batch writes out. No I/O and no clock,
+//! so a test can run it with fixed times and a replay gives the same rows.
+//!
+//! Each applied event is evaluated on its own, so a transition names the event that caused it
+//! whatever the batch boundaries were: two runs over the same log at the same `as_of` write
+//! the same transitions even if one of them was killed and restarted in between.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use clientlog_domain::calendar::{date_of_day, day_of, Day};
+use clientlog_domain::state::STATE_FORMAT;
+use clientlog_domain::{evaluate, CustomerCard, CustomerId, CustomerState, Policies, Verdict};
+use clientlog_eventlog::{BadRecord, StoredEvent};
+use clientlog_readstore::{
+    chain_hash, AuditRow, BatchWrite, Cause, ChainHead, CustomerRow, FactorValue, HeldEvent,
+    Lineage, LoadedCustomer, StateRow, Summary, TransitionRow,
+};
+
+/// One item of the log as the projector sees it.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Event(Box<StoredEvent>),
+    Bad(Box<BadRecord>),
+}
+
+impl Record {
+    pub fn position(&self) -> (i32, i64) {
+        let p = match self {
+            Record::Event(e) => e.position,
+            Record::Bad(b) => b.position,
+        };
+        (p.partition, p.offset)
+    }
+
+    /// The customer the record belongs to, if known.
+    pub fn customer(&self) -> Option<&str> {
+        match self {
+            Record::Event(e) => Some(e.event.subject.as_str()),
+            Record::Bad(b) => b.key.as_deref(),
+        }
+    }
+}
+
+/// What a verdict is evaluated with.
+pub struct Evaluation<'a> {
+    pub policies: &'a Policies,
+    pub lineage: &'a Lineage,
+    /// Business time of the verdicts, Unix seconds.
+    pub as_of: i64,
+}
+
+/// A stored state that this build cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error(
+        "customer {customer}: stored state has format {found}, this build writes {STATE_FORMAT}; \
+         rebuild the projection"
+    )]
+    StateFormat { customer: String, found: i64 },
+    #[error("customer {customer}: {source}")]
+    State {
+        customer: String,
+        #[source]
+        source: clientlog_domain::state::StateDecodeError,
+    },
+    #[error("customer id {0:?} in the store is not valid")]
+    CustomerId(String),
+}
+
+/// The three values transitions are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marks {
+    grade: &'static str,
+    stage: &'static str,
+    risk_band: &'static str,
+}
+
+impl Marks {
+    fn of(verdict: &Verdict) -> Self {
+        Self {
+            grade: verdict.grade.as_str(),
+            stage: verdict.stage.as_str(),
+            risk_band: verdict.risk_band.as_str(),
+        }
+    }
+}
+
+/// A customer being worked on in this batch.
+struct Working {
+    id: CustomerId,
+    state: CustomerState,
+    /// The marks of the last verdict (stored or computed here), as strings.
+    marks: Option<(String, String, String)>,
+    evaluated_at: Option<i64>,
+    head: Option<ChainHead>,
+    position: Option<(i32, i64)>,
+    verdict: Option<Verdict>,
+    head_changed: bool,
+}
+
+impl Working {
+    fn new(id: CustomerId, loaded: Option<LoadedCustomer>) -> Result<Self, FoldError> {
+        let loaded = loaded.unwrap_or(LoadedCustomer {
+            state: None,
+            summary: None,
+            head: None,
+        });
+        let state = match loaded.state {
+            None => CustomerState::default(),
+            Some((format, bytes)) if format == i64::from(STATE_FORMAT) => {
+                CustomerState::decode(&bytes).map_err(|source| FoldError::State {
+                    customer: id.as_str().to_string(),
+                    source,
+                })?
+            }
+            Some((found, _)) => {
+                return Err(FoldError::StateFormat {
+                    customer: id.as_str().to_string(),
+                    found,
+                })
+            }
+        };
+        let (marks, evaluated_at, position) = match loaded.summary {
+            Some(Summary {
+                grade,
+                stage,
+                risk_band,
+                evaluated_at,
+                log_partition,
+                log_offset,
+            }) => (
+                Some((grade, stage, risk_band)),
+                Some(evaluated_at),
+                Some((log_partition, log_offset)),
+            ),
+            None => (None, None, None),
+        };
+        Ok(Self {
+            id,
+            state,
+            marks,
+            evaluated_at,
+            head: loaded.head,
+            position,
+            verdict: None,
+            head_changed: false,
+        })
+    }
+
+    /// Evaluates the state, records a transition for each mark that changed, keeps the verdict.
+    fn evaluate(&mut self, eval: &Evaluation<'_>, cause: Cause, out: &mut Vec<TransitionRow>) {
+        let verdict = evaluate(&self.state, eval.policies, eval.as_of);
+        let now = Marks::of(&verdict);
+        let before = self.marks.take();
+        let pairs = [
+            ("grade", before.as_ref().map(|m| m.0.as_str()), now.grade),
+            ("stage", before.as_ref().map(|m| m.1.as_str()), now.stage),
+            (
+                "risk_band",
+                before.as_ref().map(|m| m.2.as_str()),
+                now.risk_band,
+            ),
+        ];
+        for (dimension, from, to) in pairs {
+            if from != Some(to) {
+                out.push(TransitionRow {
+                    customer_id: self.id.as_str().to_string(),
+                    dimension,
+                    from_value: from.map(str::to_string),
+                    to_value: to.to_string(),
+                    cause,
+                    at: eval.as_of,
+                });
+            }
+        }
+        self.marks = Some((
+            now.grade.to_string(),
+            now.stage.to_string(),
+            now.risk_band.to_string(),
+        ));
+        self.evaluated_at = Some(eval.as_of);
+        self.verdict = Some(verdict);
+    }
+
+    /// Time has passed since the stored verdict: re-evaluate before anything else changes.
+    fn catch_up_in_time(&mut self, eval: &Evaluation<'_>, out: &mut Vec<TransitionRow>) {
+        if self.verdict.is_none()
+            && self.marks.is_some()
+            && self.evaluated_at.map(day_of) != Some(day_of(eval.as_of))
+        {
+            self.evaluate(eval, Cause::Reevaluation, out);
+        }
+    }
+}
+
+/// What the store says about a batch, gathered in its transaction.
+pub struct Known {
+    pub loaded: HashMap<String, LoadedCustomer>,
+    /// Customers with an open dead letter: all their events in this batch are held (the id).
+    pub blocked: HashMap<String, i64>,
+    /// The dead-letter id of each bad record of this batch, by position.
+    pub dead_letters: HashMap<(i32, i64), i64>,
+    /// Event ids of this batch already applied.
+    pub applied: HashSet<[u8; 16]>,
+}
+
+/// Folds `records` (in log order) into the rows to write. `checkpoint` says whether the
+/// batch's positions advance the checkpoints (not when releasing held events).
+pub fn fold(
+    records: &[Record],
+    mut known: Known,
+    eval: &Evaluation<'_>,
+    checkpoint: bool,
+) -> Result<BatchWrite, FoldError> {
+    let mut out = BatchWrite::default();
+    let mut working: HashMap<String, Working> = HashMap::new();
+    let mut checkpoints: BTreeMap<i32, i64> = BTreeMap::new();
+    for record in records {
+        let (partition, offset) = record.position();
+        if checkpoint {
+            let entry = checkpoints.entry(partition).or_insert(offset);
+            *entry = (*entry).max(offset);
+        }
+        let stored = match record {
+            Record::Bad(bad) => {
+                if let (Some(customer), Some(&id)) =
+                    (&bad.key, known.dead_letters.get(&(partition, offset)))
+                {
+                    known.blocked.entry(customer.clone()).or_insert(id);
+                }
+                continue;
+            }
+            Record::Event(stored) => stored,
+        };
+        let event_id = *stored.event.id.as_uuid().as_bytes();
+        // Kafka may deliver an event twice (or hold two copies of it): applied once.
+        if !known.applied.insert(event_id) {
+            continue;
+        }
+        let customer = stored.event.subject.as_str();
+        if let Some(&dead_letter_id) = known.blocked.get(customer) {
+            out.held.push(HeldEvent {
+                log_partition: partition,
+                log_offset: offset,
+                customer_id: customer.to_string(),
+                dead_letter_id,
+                recorded_at: nanos(stored.recorded_at),
+                bytes: stored.bytes.clone(),
+            });
+            continue;
+        }
+        let w = match working.get_mut(customer) {
+            Some(w) => w,
+            None => {
+                let w = Working::new(stored.event.subject.clone(), known.loaded.remove(customer))?;
+                working.entry(customer.to_string()).or_insert(w)
+            }
+        };
+        w.catch_up_in_time(eval, &mut out.transitions);
+        w.state.apply(&stored.event);
+        w.position = Some((partition, offset));
+        w.evaluate(
+            eval,
+            Cause::Event {
+                event_id,
+                log_partition: partition,
+                log_offset: offset,
+            },
+            &mut out.transitions,
+        );
+        let seq = w.head.map_or(1, |h| h.seq + 1);
+        let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
+        w.head = Some(ChainHead { seq, hash });
+        w.head_changed = true;
+        out.events.push(AuditRow {
+            customer_id: customer.to_string(),
+            seq,
+            event_id,
+            log_partition: partition,
+            log_offset: offset,
+            event_type: stored.event.event_type().as_str().to_string(),
+            occurred_at: stored.event.time.unix_timestamp(),
+            recorded_at: nanos(stored.recorded_at),
+            bytes: stored.bytes.clone(),
+            hash,
+        });
+    }
+    let mut customers: Vec<Working> = working.into_values().collect();
+    customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    for w in customers {
+        finish(w, eval, &mut out);
+    }
+    out.checkpoints = checkpoints;
+    Ok(out)
+}
+
+/// Re-evaluates stored states at `eval.as_of` (a re-evaluation pass): rows and transitions of
+/// the customers whose verdict changed day, cause `reevaluation`.
+pub fn reevaluate(
+    states: Vec<(String, i64, Vec<u8>)>,
+    mut loaded: HashMap<String, LoadedCustomer>,
+    eval: &Evaluation<'_>,
+) -> Result<BatchWrite, FoldError> {
+    let mut out = BatchWrite::default();
+    for (customer, format, bytes) in states {
+        let id =
+            CustomerId::parse(&customer).map_err(|_| FoldError::CustomerId(customer.clone()))?;
+        let mut stored = loaded.remove(&customer).unwrap_or(LoadedCustomer {
+            state: None,
+            summary: None,
+            head: None,
+        });
+        stored.state = Some((format, bytes));
+        let mut w = Working::new(id, Some(stored))?;
+        if w.evaluated_at == Some(eval.as_of) {
+            continue;
+        }
+        w.evaluate(eval, Cause::Reevaluation, &mut out.transitions);
+        finish(w, eval, &mut out);
+    }
+    Ok(out)
+}
+
+/// The rows of one customer touched by a batch.
+fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
+    let Some(verdict) = w.verdict else { return };
+    let (log_partition, log_offset) = w.position.unwrap_or((0, 0));
+    let customer_id = w.id.as_str().to_string();
+    if w.head_changed {
+        if let Some(head) = w.head {
+            out.heads.push((customer_id.clone(), head));
+        }
+        out.states.push(StateRow {
+            customer_id: customer_id.clone(),
+            format: i64::from(STATE_FORMAT),
+            state: w.state.encode(),
+        });
+    }
+    let card = CustomerCard::new(w.id, &w.state, verdict);
+    out.customers.push(customer_row(
+        customer_id,
+        &card,
+        eval,
+        log_partition,
+        log_offset,
+    ));
+}
+
+fn customer_row(
+    customer_id: String,
+    card: &CustomerCard,
+    eval: &Evaluation<'_>,
+    log_partition: i32,
+    log_offset: i64,
+) -> CustomerRow {
+    let v = &card.verdict;
+    let factor = |i: usize| FactorValue {
+        raw: v.factors[i].raw,
+        score: v.factors[i].sub_score,
+    };
+    CustomerRow {
+        customer_id,
+        name: card.name.clone(),
+        owner: card.owner.clone(),
+        segment: card.segment.clone(),
+        region: card.region.clone(),
+        channel: card.channel.clone(),
+        grade: v.grade.as_str().to_string(),
+        score: v.score,
+        stage: v.stage.as_str().to_string(),
+        stage_since: iso_date(v.stage_since),
+        stage_rule: v.stage_rule.id().to_string(),
+        risk: v.risk,
+        risk_band: v.risk_band.as_str().to_string(),
+        open_complaints: card.open_complaints.len() as i64,
+        active_contracts: card.active_contracts.len() as i64,
+        last_purchase_on: card.last_purchase_on.map(iso_date),
+        last_interaction_on: card.last_interaction_on.map(iso_date),
+        last_activity_on: card.last_activity_on.map(iso_date),
+        currency: card.currency.map(|c| c.as_str().to_string()),
+        sales_3m_minor: clamp(card.sales_3_months_minor),
+        sales_12m_minor: clamp(card.sales_12_months_minor),
+        factors: [factor(0), factor(1), factor(2), factor(3), factor(4)],
+        // Serializing plain data to a string cannot fail.
+        card: serde_json::to_string(card).unwrap_or_default(),
+        code_version: eval.lineage.code_version,
+        grading_version: eval.lineage.grading_version.clone(),
+        lifecycle_version: eval.lineage.lifecycle_version.clone(),
+        churn_version: eval.lineage.churn_version.clone(),
+        log_partition,
+        log_offset,
+        events: clamp(card.events),
+        evaluated_at: eval.as_of,
+    }
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn iso_date(day: Day) -> String {
+    let date = date_of_day(day);
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+fn nanos(time: time::OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}

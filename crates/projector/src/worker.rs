@@ -1,0 +1,438 @@
+//! The worker loop: read from checkpoint + 1, batch, fold, write rows and checkpoint in one
+//! transaction; re-evaluate on an interval; stop cleanly when the shutdown token fires.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clientlog_domain::Policies;
+use clientlog_eventlog::{EventLog, ReadError, StartOffsets};
+use clientlog_readstore::{BatchWrite, Lineage, NewDeadLetter, ReadStore, CODE_VERSION};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::fold::{self, Evaluation, Known, Record};
+use crate::ProjectorError;
+
+/// Where verdicts get their `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock at each batch (production).
+    System,
+    /// A fixed time, Unix seconds: reproducible runs and tests.
+    Fixed(i64),
+}
+
+impl Clock {
+    pub fn now(self) -> i64 {
+        match self {
+            Clock::System => now_unix(),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How a projector batches and re-evaluates.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// Most records per batch (one transaction).
+    pub batch_size: usize,
+    /// Longest a batch waits to fill once its first record arrived.
+    pub batch_wait: Duration,
+    /// Re-evaluate every customer this often (time moves without events); `None`: never.
+    pub reevaluate_every: Option<Duration>,
+    pub clock: Clock,
+    /// Stop once every partition's checkpoint reached the high-water mark seen at start.
+    pub until_caught_up: bool,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 10_000,
+            batch_wait: Duration::from_millis(100),
+            reevaluate_every: Some(Duration::from_secs(3600)),
+            clock: Clock::System,
+            until_caught_up: false,
+        }
+    }
+}
+
+/// Counts of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    pub batches: u64,
+    pub records: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub held: u64,
+    pub dead_letters: u64,
+}
+
+/// Counts of a re-evaluation pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReevaluateStats {
+    pub customers: u64,
+    pub transitions: u64,
+}
+
+/// A projector of the live version of one read store.
+#[derive(Clone)]
+pub struct Projector {
+    store: ReadStore,
+    policies: Arc<Policies>,
+    lineage: Lineage,
+    version: i64,
+}
+
+/// Customers whose re-evaluation goes in one transaction.
+const REEVALUATE_PAGE: i64 = 2_000;
+
+impl Projector {
+    /// Attaches to the store's live version (creating version 1 on a fresh store).
+    pub async fn new(store: ReadStore, policies: Policies) -> Result<Self, ProjectorError> {
+        let lineage = Lineage {
+            code_version: CODE_VERSION,
+            state_format: i64::from(clientlog_domain::state::STATE_FORMAT),
+            grading_version: policies.grading.version.clone(),
+            lifecycle_version: policies.lifecycle.version.clone(),
+            churn_version: policies.churn.version.clone(),
+        };
+        let live = store.ensure_live_version(&lineage).await?;
+        if live.lineage != lineage {
+            tracing::warn!(version = live.version, live = ?live.lineage, running = ?lineage,
+                "the live projection version was built with other policies or code; rows \
+                 written from now on name the running ones (rebuild to make them uniform)");
+        }
+        Ok(Self {
+            store,
+            policies: Arc::new(policies),
+            lineage,
+            version: live.version,
+        })
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn store(&self) -> &ReadStore {
+        &self.store
+    }
+
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// Projects `log` until `shutdown` fires (or, with `until_caught_up`, until the read
+    /// models reflect the log as it was at start). A batch in progress is finished and
+    /// committed before returning.
+    pub async fn run<L: EventLog>(
+        &self,
+        log: &L,
+        config: &ProjectorConfig,
+        shutdown: CancellationToken,
+    ) -> Result<RunStats, ProjectorError> {
+        let check_duplicates = !log.dedupes_on_append();
+        let mut checkpoints = self.store.checkpoints(self.version).await?;
+        let from: StartOffsets = checkpoints.iter().map(|(&p, &o)| (p, o + 1)).collect();
+        let target = if config.until_caught_up {
+            Some(Target {
+                marks: log.high_water_marks().await?,
+                empty: if log.dedupes_on_append() {
+                    clientlog_eventlog::sqlite::FIRST_OFFSET
+                } else {
+                    0
+                },
+            })
+        } else {
+            None
+        };
+        tracing::info!(version = self.version, ?from, "projector starting");
+        let mut stats = RunStats::default();
+        if target.as_ref().is_some_and(|t| caught_up(t, &checkpoints)) {
+            return Ok(stats);
+        }
+        let stream = log.read(&from).await?;
+
+        // The reader decodes and batches on its own task while the previous batch is written.
+        let (batches, mut incoming) = mpsc::channel::<Vec<Record>>(2);
+        let reader_stop = shutdown.child_token();
+        let reader = tokio::spawn(read_batches(
+            stream,
+            batches,
+            config.batch_size.max(1),
+            config.batch_wait,
+            reader_stop.clone(),
+        ));
+
+        let mut reevaluate = config.reevaluate_every.map(|every| {
+            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        let result = loop {
+            let batch = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break Ok(()),
+                Some(_) = async {
+                    match reevaluate.as_mut() {
+                        Some(interval) => Some(interval.tick().await),
+                        None => None,
+                    }
+                }, if reevaluate.is_some() => {
+                    match self.reevaluate(config.clock.now()).await {
+                        Ok(done) => tracing::info!(customers = done.customers,
+                            transitions = done.transitions, "re-evaluation pass done"),
+                        Err(err) => break Err(err),
+                    }
+                    continue;
+                }
+                batch = incoming.recv() => batch,
+            };
+            let Some(batch) = batch else {
+                break Err(ProjectorError::ReaderStopped);
+            };
+            let started = Instant::now();
+            let done = match self
+                .project_batch(batch, config.clock.now(), check_duplicates)
+                .await
+            {
+                Ok(done) => done,
+                Err(err) => break Err(err),
+            };
+            tracing::debug!(
+                records = done.records,
+                applied = done.applied,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "batch committed"
+            );
+            stats.batches += 1;
+            stats.records += done.records;
+            stats.applied += done.applied;
+            stats.duplicates += done.duplicates;
+            stats.held += done.held;
+            stats.dead_letters += done.dead_letters;
+            if let Some(target) = &target {
+                checkpoints.extend(done.checkpoints_after.iter().map(|(&p, &o)| (p, o)));
+                if caught_up(target, &checkpoints) {
+                    break Ok(());
+                }
+            }
+        };
+        reader_stop.cancel();
+        drop(incoming);
+        if let Err(err) = reader.await {
+            tracing::warn!(error = %err, "the log reader task failed");
+        }
+        result.map(|()| stats)
+    }
+
+    /// Projects one batch in one transaction: rows, audit copy, transitions, dead letters,
+    /// held events and checkpoints. `as_of` is the business time of the verdicts.
+    pub async fn project_batch(
+        &self,
+        records: Vec<Record>,
+        as_of: i64,
+        check_duplicates: bool,
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let now = now_unix();
+        let mut customers: Vec<&str> = records.iter().filter_map(Record::customer).collect();
+        customers.sort_unstable();
+        customers.dedup();
+
+        let mut tx = self.store.begin(self.version).await?;
+        // Open dead letters before this batch's: those hold a customer from its first record.
+        let blocked = tx.open_dead_letters_of(self.version, &customers).await?;
+        let mut dead_letters = std::collections::HashMap::new();
+        for record in &records {
+            if let Record::Bad(bad) = record {
+                let letter = NewDeadLetter {
+                    log_partition: bad.position.partition,
+                    log_offset: bad.position.offset,
+                    customer_id: bad.key.clone(),
+                    reason: bad.reason.to_string(),
+                    bytes: bad.bytes.clone(),
+                };
+                let id = tx.insert_dead_letter(self.version, &letter, now).await?;
+                tracing::warn!(position = %bad.position, customer = ?bad.key, dead_letter = id,
+                    reason = %bad.reason, "dead-lettered a record that is not a valid event");
+                dead_letters.insert((bad.position.partition, bad.position.offset), id);
+            }
+        }
+        let applied = if check_duplicates {
+            let ids: Vec<[u8; 16]> = records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) => Some(*e.event.id.as_uuid().as_bytes()),
+                    Record::Bad(_) => None,
+                })
+                .collect();
+            tx.applied_event_ids(&ids).await?
+        } else {
+            HashSet::new()
+        };
+        let loaded = tx.load_customers(self.version, &customers).await?;
+        let known = Known {
+            loaded,
+            blocked,
+            dead_letters,
+            applied,
+        };
+        let records = Arc::new(records);
+        let (write, records) = {
+            let policies = self.policies.clone();
+            let lineage = self.lineage.clone();
+            let records = records.clone();
+            tokio::task::spawn_blocking(move || {
+                let eval = Evaluation {
+                    policies: &policies,
+                    lineage: &lineage,
+                    as_of,
+                };
+                fold::fold(&records, known, &eval, true).map(|w| (w, records))
+            })
+            .await??
+        };
+        tx.write(self.version, &write, now).await?;
+        tx.commit().await?;
+
+        let events = records
+            .iter()
+            .filter(|r| matches!(r, Record::Event(_)))
+            .count() as u64;
+        let applied = write.events.len() as u64;
+        let held = write.held.len() as u64;
+        Ok(BatchOutcome {
+            records: records.len() as u64,
+            applied,
+            held,
+            duplicates: events - applied - held,
+            dead_letters: (records.len() as u64) - events,
+            checkpoints_after: write.checkpoints.clone(),
+        })
+    }
+
+    /// Re-evaluates every customer of the live version at `as_of` from its stored state and
+    /// records the transitions (time moves without events). One transaction per page.
+    pub async fn reevaluate(&self, as_of: i64) -> Result<ReevaluateStats, ProjectorError> {
+        let mut stats = ReevaluateStats::default();
+        let mut after: Option<String> = None;
+        loop {
+            let mut tx = self.store.begin(self.version).await?;
+            let page = tx
+                .state_page(self.version, after.as_deref(), REEVALUATE_PAGE)
+                .await?;
+            let Some((last, ..)) = page.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after = Some(last.clone());
+            let ids: Vec<&str> = page.iter().map(|(id, ..)| id.as_str()).collect();
+            let loaded = tx.load_customers(self.version, &ids).await?;
+            let count = page.len() as u64;
+            let policies = self.policies.clone();
+            let lineage = self.lineage.clone();
+            let write: BatchWrite = tokio::task::spawn_blocking(move || {
+                let eval = Evaluation {
+                    policies: &policies,
+                    lineage: &lineage,
+                    as_of,
+                };
+                fold::reevaluate(page, loaded, &eval)
+            })
+            .await??;
+            stats.customers += count;
+            stats.transitions += write.transitions.len() as u64;
+            tx.write(self.version, &write, now_unix()).await?;
+            tx.commit().await?;
+        }
+        Ok(stats)
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub records: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub held: u64,
+    pub dead_letters: u64,
+    pub checkpoints_after: BTreeMap<i32, i64>,
+}
+
+/// The target of an `until_caught_up` run: the high-water marks at start, and the mark of a
+/// partition that never held a record (the embedded log starts at offset 1, a Kafka topic at 0;
+/// a Kafka partition whose records all expired is not recognised as empty).
+struct Target {
+    marks: BTreeMap<i32, i64>,
+    empty: i64,
+}
+
+/// Every partition that had records at start has its checkpoint at (or past) the last of them.
+fn caught_up(target: &Target, checkpoints: &BTreeMap<i32, i64>) -> bool {
+    target
+        .marks
+        .iter()
+        .all(|(partition, &next)| match checkpoints.get(partition) {
+            Some(&done) => done + 1 >= next,
+            None => next <= target.empty,
+        })
+}
+
+/// Reads the log into batches of at most `size` records, each closed `wait` after its first
+/// record at the latest. Stops when `stop` fires or the receiver is gone.
+async fn read_batches(
+    mut stream: clientlog_eventlog::EventStream,
+    batches: mpsc::Sender<Vec<Record>>,
+    size: usize,
+    wait: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let mut batch = Vec::with_capacity(size.min(65_536));
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while batch.len() < size {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => break,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(event)) => batch.push(Record::Event(Box::new(event))),
+                Some(Err(ReadError::BadRecord(bad))) => batch.push(Record::Bad(bad)),
+                Some(Err(ReadError::Log(err))) => {
+                    tracing::warn!(error = %err, "reading the log failed; the reader retries");
+                    continue;
+                }
+                None => {
+                    tracing::error!("the log stream ended");
+                    break;
+                }
+            }
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+        }
+        if batch.is_empty() || batches.send(batch).await.is_err() {
+            return;
+        }
+    }
+}

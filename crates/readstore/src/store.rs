@@ -1,0 +1,1296 @@
+//! Connections, migrations and every statement of the read store.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::error::{db, StoreError};
+use crate::model::*;
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "read models",
+    include_str!("../../../projections/migrations/sqlite/0001_read_models.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "read models",
+    include_str!("../../../projections/migrations/postgres/0001_read_models.sql"),
+)];
+
+/// Bound parameters per statement: below SQLite's 32 766 and PostgreSQL's 65 535.
+const MAX_PARAMS: usize = 32_000;
+/// Keys per `IN (…)` lookup.
+const LOOKUP_CHUNK: usize = 1_000;
+/// The high half of the PostgreSQL advisory lock key of a projection version ("CLLG").
+const LOCK_CLASS: i64 = 0x434C_4C47;
+
+/// Where the read store is.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded SQLite file (created if missing).
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL database URL.
+    Postgres { url: String },
+}
+
+impl StoreConfig {
+    /// `postgres://…` (or `postgresql://…`) if given, else the SQLite file `DIR/readstore.db`.
+    pub fn from_args(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        match database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: url.to_string(),
+            },
+            None => StoreConfig::Sqlite {
+                path: data_dir.join("readstore.db"),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The read store. Cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct ReadStore {
+    backend: Backend,
+}
+
+enum TxBackend {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// One transaction holding the store's write lock for a projection version: a batch's reads,
+/// writes and checkpoint, or one dead-letter resolution, or one page of a re-evaluation.
+pub struct StoreTx {
+    inner: TxBackend,
+}
+
+/// Expands `$body` once per backend, with `$c` the backend's pool or transaction and `Db` its
+/// sqlx database type, so one statement builder serves both.
+macro_rules! per_backend {
+    ($value:expr, $enum:ident, $c:ident => $body:expr) => {
+        match $value {
+            $enum::Sqlite($c) => {
+                #[allow(dead_code)]
+                type Db = Sqlite;
+                $body
+            }
+            $enum::Postgres($c) => {
+                #[allow(dead_code)]
+                type Db = Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// The hash of a row of a customer's audit chain: SHA-256 of the previous row's hash (32 zero
+/// bytes for the first row) followed by the event's exact bytes.
+pub fn chain_hash(previous: Option<&[u8; 32]>, bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.unwrap_or(&[0u8; 32]));
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
+fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Invalid(format!("a stored hash has {} bytes", bytes.len())))
+}
+
+fn id16(bytes: Vec<u8>) -> Result<[u8; 16], StoreError> {
+    <[u8; 16]>::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Invalid(format!("a stored event id has {} bytes", bytes.len())))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn migrator(sources: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            sources
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+impl ReadStore {
+    /// Connects (creating the SQLite file if needed) and applies the migrations.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let backend = match config {
+            StoreConfig::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .map_err(|source| StoreError::Io {
+                            path: dir.display().to_string(),
+                            source,
+                        })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+                    .pragma("cache_size", "-65536")
+                    .pragma("mmap_size", "268435456");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(db("opening the SQLite read store"))?;
+                migrator(SQLITE_MIGRATIONS).run(&pool).await?;
+                Backend::Sqlite(pool)
+            }
+            StoreConfig::Postgres { url } => {
+                let options =
+                    PgConnectOptions::from_str(url).map_err(db("parsing the database URL"))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await
+                    .map_err(db("connecting to PostgreSQL"))?;
+                migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
+                Backend::Postgres(pool)
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        per_backend!(&self.backend, Backend, pool => pool.close().await)
+    }
+
+    /// Starts a transaction holding the write lock of `version` (see the crate docs).
+    pub async fn begin(&self, version: i64) -> Result<StoreTx, StoreError> {
+        let inner = match &self.backend {
+            Backend::Sqlite(pool) => TxBackend::Sqlite(
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(db("starting a read store transaction"))?,
+            ),
+            Backend::Postgres(pool) => {
+                let mut tx = pool
+                    .begin()
+                    .await
+                    .map_err(db("starting a read store transaction"))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind((LOCK_CLASS << 32) | (version & 0xFFFF_FFFF))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("taking the projection version's lock"))?;
+                TxBackend::Postgres(tx)
+            }
+        };
+        Ok(StoreTx { inner })
+    }
+
+    /// The live projection version, created (as version 1) if the store has none. A live
+    /// version built under other policies is returned as it is; the caller decides what to do.
+    pub async fn ensure_live_version(
+        &self,
+        lineage: &Lineage,
+    ) -> Result<ProjectionVersion, StoreError> {
+        let mut tx = self.begin(0).await?;
+        if let Some(live) = tx.live_version().await? {
+            tx.commit().await?;
+            return Ok(live);
+        }
+        let now = now_unix();
+        per_backend!(&mut tx.inner, TxBackend, c => {
+            let next: i64 = QueryBuilder::<Db>::new(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM projection_versions",
+            )
+            .build()
+            .fetch_one(&mut **c)
+            .await
+            .map_err(db("choosing a projection version"))?
+            .try_get(0)
+            .map_err(db("choosing a projection version"))?;
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO projection_versions (version, status, code_version, state_format, \
+                 grading_version, lifecycle_version, churn_version, created_at, promoted_at) ",
+            );
+            q.push_values([()], |mut b, ()| {
+                b.push_bind(next)
+                    .push_bind("live")
+                    .push_bind(lineage.code_version)
+                    .push_bind(lineage.state_format)
+                    .push_bind(lineage.grading_version.as_str())
+                    .push_bind(lineage.lifecycle_version.as_str())
+                    .push_bind(lineage.churn_version.as_str())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build()
+                .execute(&mut **c)
+                .await
+                .map_err(db("creating the live projection version"))?;
+        });
+        let live = tx.live_version().await?.ok_or_else(|| {
+            StoreError::Invalid("the live projection version vanished".to_string())
+        })?;
+        tx.commit().await?;
+        Ok(live)
+    }
+
+    /// The live projection version, if any.
+    pub async fn live_version(&self) -> Result<Option<ProjectionVersion>, StoreError> {
+        let mut tx = self.begin(0).await?;
+        let live = tx.live_version().await?;
+        tx.commit().await?;
+        Ok(live)
+    }
+
+    /// Per partition, the last offset whose effect is stored for `version`.
+    pub async fn checkpoints(&self, version: i64) -> Result<BTreeMap<i32, i64>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let rows = QueryBuilder::<Db>::new(
+                "SELECT log_partition, log_offset FROM checkpoints WHERE version = ",
+            )
+            .push_bind(version)
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading checkpoints"))?;
+            rows.iter()
+                .map(|r| {
+                    let partition: i64 = r.try_get(0).map_err(db("reading a checkpoint"))?;
+                    let offset: i64 = r.try_get(1).map_err(db("reading a checkpoint"))?;
+                    Ok((partition as i32, offset))
+                })
+                .collect()
+        })
+    }
+
+    /// The dead letters of `version`, newest first, with how many events each holds.
+    pub async fn dead_letters(&self, version: i64) -> Result<Vec<DeadLetter>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let rows = QueryBuilder::<Db>::new(
+                "SELECT d.id, d.version, d.log_partition, d.log_offset, d.customer_id, d.reason, \
+                 d.bytes, d.status, d.created_at, d.resolved_at, \
+                 (SELECT COUNT(*) FROM held_events h WHERE h.dead_letter_id = d.id) \
+                 FROM dead_letters d WHERE d.version = ",
+            )
+            .push_bind(version)
+            .push(" ORDER BY d.id DESC")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("listing dead letters"))?;
+            rows.iter().map(dead_letter_of).collect()
+        })
+    }
+
+    /// The recorded actions on a dead letter, oldest first.
+    pub async fn dead_letter_actions(&self, id: i64) -> Result<Vec<DeadLetterAction>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let rows = QueryBuilder::<Db>::new(
+                "SELECT dead_letter_id, action, outcome, released, at FROM dead_letter_actions \
+                 WHERE dead_letter_id = ",
+            )
+            .push_bind(id)
+            .push(" ORDER BY id")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("listing dead-letter actions"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeadLetterAction {
+                        dead_letter_id: r.try_get(0).map_err(db("reading an action"))?,
+                        action: r.try_get(1).map_err(db("reading an action"))?,
+                        outcome: r.try_get(2).map_err(db("reading an action"))?,
+                        released: r.try_get(3).map_err(db("reading an action"))?,
+                        at: r.try_get(4).map_err(db("reading an action"))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// One customer's row of `version`.
+    pub async fn customer(
+        &self,
+        version: i64,
+        customer_id: &str,
+    ) -> Result<Option<CustomerRow>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(CUSTOMER_SELECT);
+            q.push(" WHERE version = ").push_bind(version);
+            q.push(" AND customer_id = ").push_bind(customer_id);
+            let row = q
+                .build()
+                .fetch_optional(pool)
+                .await
+                .map_err(db("reading a customer"))?;
+            row.as_ref().map(customer_of).transpose()
+        })
+    }
+
+    /// Checks every customer's hash chain against the stored bytes. Returns the customers
+    /// whose chain is broken, with the first bad sequence number.
+    pub async fn verify_chains(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        use futures::StreamExt as _;
+        let mut broken = Vec::new();
+        let mut current: Option<(String, [u8; 32], i64, bool)> = None;
+        let mut check = |customer: String, seq: i64, bytes: Vec<u8>, hash: Vec<u8>| {
+            let fresh = !matches!(&current, Some((c, ..)) if *c == customer);
+            if fresh {
+                current = Some((customer.clone(), [0u8; 32], 0, false));
+            }
+            if let Some((c, previous, last_seq, failed)) = current.as_mut() {
+                if *failed {
+                    return;
+                }
+                let expected = chain_hash((*last_seq > 0).then_some(&*previous), &bytes);
+                if seq != *last_seq + 1 || hash.as_slice() != expected {
+                    *failed = true;
+                    broken.push((c.clone(), seq));
+                }
+                *previous = expected;
+                *last_seq = seq;
+            }
+        };
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, seq, bytes, hash FROM customer_events \
+                 ORDER BY customer_id, seq",
+            );
+            let mut rows = q.build().fetch(pool);
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(db("reading the audit copy"))?;
+                check(
+                    row.try_get(0).map_err(db("reading the audit copy"))?,
+                    row.try_get(1).map_err(db("reading the audit copy"))?,
+                    row.try_get(2).map_err(db("reading the audit copy"))?,
+                    row.try_get(3).map_err(db("reading the audit copy"))?,
+                );
+            }
+        });
+        Ok(broken)
+    }
+
+    /// Every row of `version` and of the shared audit tables (see [`Snapshot`]).
+    pub async fn snapshot(&self, version: i64) -> Result<Snapshot, StoreError> {
+        let checkpoints = self.checkpoints(version).await?;
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(CUSTOMER_SELECT);
+            q.push(" WHERE version = ").push_bind(version).push(" ORDER BY customer_id");
+            let customers = q
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading customers"))?
+                .iter()
+                .map(customer_of)
+                .collect::<Result<Vec<_>, _>>()?;
+
+            let states = QueryBuilder::<Db>::new(
+                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+            )
+            .push_bind(version)
+            .push(" ORDER BY customer_id")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading states"))?
+            .iter()
+            .map(|r| {
+                Ok(StateRow {
+                    customer_id: r.try_get(0).map_err(db("reading a state"))?,
+                    format: r.try_get(1).map_err(db("reading a state"))?,
+                    state: r.try_get(2).map_err(db("reading a state"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            let events = QueryBuilder::<Db>::new(
+                "SELECT customer_id, seq, event_id, log_partition, log_offset, event_type, \
+                 occurred_at, recorded_at, bytes, hash FROM customer_events \
+                 ORDER BY customer_id, seq",
+            )
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading the audit copy"))?
+            .iter()
+            .map(|r| {
+                let e = db("reading the audit copy");
+                let partition: i64 = r.try_get(3).map_err(db("reading the audit copy"))?;
+                Ok(AuditRow {
+                    customer_id: r.try_get(0).map_err(db("reading the audit copy"))?,
+                    seq: r.try_get(1).map_err(db("reading the audit copy"))?,
+                    event_id: id16(r.try_get(2).map_err(db("reading the audit copy"))?)?,
+                    log_partition: partition as i32,
+                    log_offset: r.try_get(4).map_err(db("reading the audit copy"))?,
+                    event_type: r.try_get(5).map_err(db("reading the audit copy"))?,
+                    occurred_at: r.try_get(6).map_err(db("reading the audit copy"))?,
+                    recorded_at: r.try_get(7).map_err(db("reading the audit copy"))?,
+                    bytes: r.try_get(8).map_err(db("reading the audit copy"))?,
+                    hash: hash32(r.try_get(9).map_err(e)?)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            let heads = QueryBuilder::<Db>::new(
+                "SELECT customer_id, seq, hash FROM audit_heads ORDER BY customer_id",
+            )
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading chain heads"))?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(db("reading a chain head"))?,
+                    ChainHead {
+                        seq: r.try_get(1).map_err(db("reading a chain head"))?,
+                        hash: hash32(r.try_get(2).map_err(db("reading a chain head"))?)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            let transitions = QueryBuilder::<Db>::new(
+                "SELECT customer_id, dimension, from_value, to_value, cause, cause_event_id, \
+                 log_partition, log_offset, at FROM transitions WHERE version = ",
+            )
+            .push_bind(version)
+            .push(" ORDER BY customer_id, id")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading transitions"))?
+            .iter()
+            .map(transition_of)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            let dead_letters = QueryBuilder::<Db>::new(
+                "SELECT log_partition, log_offset, customer_id, reason, status FROM dead_letters \
+                 WHERE version = ",
+            )
+            .push_bind(version)
+            .push(" ORDER BY log_partition, log_offset")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading dead letters"))?
+            .iter()
+            .map(|r| {
+                let partition: i64 = r.try_get(0).map_err(db("reading a dead letter"))?;
+                Ok((
+                    partition as i32,
+                    r.try_get(1).map_err(db("reading a dead letter"))?,
+                    r.try_get(2).map_err(db("reading a dead letter"))?,
+                    r.try_get(3).map_err(db("reading a dead letter"))?,
+                    r.try_get(4).map_err(db("reading a dead letter"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            let held = QueryBuilder::<Db>::new(
+                "SELECT log_partition, log_offset, customer_id FROM held_events WHERE version = ",
+            )
+            .push_bind(version)
+            .push(" ORDER BY log_partition, log_offset")
+            .build()
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading held events"))?
+            .iter()
+            .map(|r| {
+                let partition: i64 = r.try_get(0).map_err(db("reading a held event"))?;
+                Ok((
+                    partition as i32,
+                    r.try_get(1).map_err(db("reading a held event"))?,
+                    r.try_get(2).map_err(db("reading a held event"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+            Ok(Snapshot {
+                customers,
+                states,
+                events,
+                heads,
+                transitions,
+                checkpoints,
+                dead_letters,
+                held,
+            })
+        })
+    }
+}
+
+const CUSTOMER_COLUMNS: &str = "customer_id, name, owner, segment, region, channel, grade, \
+     score, stage, stage_since, stage_rule, risk, risk_band, open_complaints, active_contracts, \
+     last_purchase_on, last_interaction_on, last_activity_on, currency, sales_3m_minor, \
+     sales_12m_minor, monthly_sales_raw, monthly_sales_score, sales_growth_raw, \
+     sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
+     loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
+     grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
+     evaluated_at";
+const CUSTOMER_COLUMN_COUNT: usize = 40;
+const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region, channel, \
+     grade, score, stage, stage_since, stage_rule, risk, risk_band, open_complaints, \
+     active_contracts, last_purchase_on, last_interaction_on, last_activity_on, currency, \
+     sales_3m_minor, sales_12m_minor, monthly_sales_raw, monthly_sales_score, sales_growth_raw, \
+     sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
+     loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
+     grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
+     evaluated_at FROM customers";
+
+fn customer_of<R: Row>(r: &R) -> Result<CustomerRow, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = || db("reading a customer row");
+    let factor = |i: usize| -> Result<FactorValue, StoreError> {
+        Ok(FactorValue {
+            raw: r.try_get(i).map_err(e())?,
+            score: r.try_get(i + 1).map_err(e())?,
+        })
+    };
+    let partition: i64 = r.try_get(36).map_err(e())?;
+    Ok(CustomerRow {
+        customer_id: r.try_get(0).map_err(e())?,
+        name: r.try_get(1).map_err(e())?,
+        owner: r.try_get(2).map_err(e())?,
+        segment: r.try_get(3).map_err(e())?,
+        region: r.try_get(4).map_err(e())?,
+        channel: r.try_get(5).map_err(e())?,
+        grade: r.try_get(6).map_err(e())?,
+        score: r.try_get(7).map_err(e())?,
+        stage: r.try_get(8).map_err(e())?,
+        stage_since: r.try_get(9).map_err(e())?,
+        stage_rule: r.try_get(10).map_err(e())?,
+        risk: r.try_get(11).map_err(e())?,
+        risk_band: r.try_get(12).map_err(e())?,
+        open_complaints: r.try_get(13).map_err(e())?,
+        active_contracts: r.try_get(14).map_err(e())?,
+        last_purchase_on: r.try_get(15).map_err(e())?,
+        last_interaction_on: r.try_get(16).map_err(e())?,
+        last_activity_on: r.try_get(17).map_err(e())?,
+        currency: r.try_get(18).map_err(e())?,
+        sales_3m_minor: r.try_get(19).map_err(e())?,
+        sales_12m_minor: r.try_get(20).map_err(e())?,
+        factors: [
+            factor(21)?,
+            factor(23)?,
+            factor(25)?,
+            factor(27)?,
+            factor(29)?,
+        ],
+        card: r.try_get(31).map_err(e())?,
+        code_version: r.try_get(32).map_err(e())?,
+        grading_version: r.try_get(33).map_err(e())?,
+        lifecycle_version: r.try_get(34).map_err(e())?,
+        churn_version: r.try_get(35).map_err(e())?,
+        log_partition: partition as i32,
+        log_offset: r.try_get(37).map_err(e())?,
+        events: r.try_get(38).map_err(e())?,
+        evaluated_at: r.try_get(39).map_err(e())?,
+    })
+}
+
+fn transition_of<R: Row>(r: &R) -> Result<TransitionRow, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = || db("reading a transition");
+    let dimension: String = r.try_get(1).map_err(e())?;
+    let dimension = match dimension.as_str() {
+        "grade" => "grade",
+        "stage" => "stage",
+        "risk_band" => "risk_band",
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "unknown transition dimension {other}"
+            )))
+        }
+    };
+    let cause: String = r.try_get(4).map_err(e())?;
+    let event_id: Option<Vec<u8>> = r.try_get(5).map_err(e())?;
+    let partition: Option<i64> = r.try_get(6).map_err(e())?;
+    let offset: Option<i64> = r.try_get(7).map_err(e())?;
+    let cause = match (cause.as_str(), event_id, partition, offset) {
+        ("event", Some(id), Some(p), Some(o)) => Cause::Event {
+            event_id: id16(id)?,
+            log_partition: p as i32,
+            log_offset: o,
+        },
+        ("reevaluation", ..) => Cause::Reevaluation,
+        (other, ..) => {
+            return Err(StoreError::Invalid(format!(
+                "transition with an incomplete cause {other}"
+            )))
+        }
+    };
+    Ok(TransitionRow {
+        customer_id: r.try_get(0).map_err(e())?,
+        dimension,
+        from_value: r.try_get(2).map_err(e())?,
+        to_value: r.try_get(3).map_err(e())?,
+        cause,
+        at: r.try_get(8).map_err(e())?,
+    })
+}
+
+fn dead_letter_of<R: Row>(r: &R) -> Result<DeadLetter, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = || db("reading a dead letter");
+    let partition: i64 = r.try_get(2).map_err(e())?;
+    Ok(DeadLetter {
+        id: r.try_get(0).map_err(e())?,
+        version: r.try_get(1).map_err(e())?,
+        log_partition: partition as i32,
+        log_offset: r.try_get(3).map_err(e())?,
+        customer_id: r.try_get(4).map_err(e())?,
+        reason: r.try_get(5).map_err(e())?,
+        bytes: r.try_get(6).map_err(e())?,
+        status: r.try_get(7).map_err(e())?,
+        created_at: r.try_get(8).map_err(e())?,
+        resolved_at: r.try_get(9).map_err(e())?,
+        held: r.try_get(10).map_err(e())?,
+    })
+}
+
+fn held_of<R: Row>(r: &R) -> Result<HeldEvent, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = || db("reading a held event");
+    let partition: i64 = r.try_get(0).map_err(e())?;
+    Ok(HeldEvent {
+        log_partition: partition as i32,
+        log_offset: r.try_get(1).map_err(e())?,
+        customer_id: r.try_get(2).map_err(e())?,
+        dead_letter_id: r.try_get(3).map_err(e())?,
+        recorded_at: r.try_get(4).map_err(e())?,
+        bytes: r.try_get(5).map_err(e())?,
+    })
+}
+
+impl StoreTx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        per_backend!(self.inner, TxBackend, tx => tx.commit().await.map_err(db("committing")))
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        per_backend!(self.inner, TxBackend, tx => tx.rollback().await.map_err(db("rolling back")))
+    }
+
+    async fn live_version(&mut self) -> Result<Option<ProjectionVersion>, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            let row = QueryBuilder::<Db>::new(
+                "SELECT version, status, code_version, state_format, grading_version, \
+                 lifecycle_version, churn_version, created_at, promoted_at \
+                 FROM projection_versions WHERE status = 'live'",
+            )
+            .build()
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(db("reading the live projection version"))?;
+            let Some(r) = row else { return Ok(None) };
+            let e = || db("reading the live projection version");
+            Ok(Some(ProjectionVersion {
+                version: r.try_get(0).map_err(e())?,
+                status: r.try_get(1).map_err(e())?,
+                lineage: Lineage {
+                    code_version: r.try_get(2).map_err(e())?,
+                    state_format: r.try_get(3).map_err(e())?,
+                    grading_version: r.try_get(4).map_err(e())?,
+                    lifecycle_version: r.try_get(5).map_err(e())?,
+                    churn_version: r.try_get(6).map_err(e())?,
+                },
+                created_at: r.try_get(7).map_err(e())?,
+                promoted_at: r.try_get(8).map_err(e())?,
+            }))
+        })
+    }
+
+    /// What the store holds about `customers` in `version`: state, verdict summary, chain head.
+    pub async fn load_customers(
+        &mut self,
+        version: i64,
+        customers: &[&str],
+    ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
+        let mut loaded: HashMap<String, LoadedCustomer> = HashMap::with_capacity(customers.len());
+        fn entry(loaded: &mut HashMap<String, LoadedCustomer>, id: String) -> &mut LoadedCustomer {
+            loaded.entry(id).or_insert(LoadedCustomer {
+                state: None,
+                summary: None,
+                head: None,
+            })
+        }
+        for chunk in customers.chunks(LOOKUP_CHUNK) {
+            per_backend!(&mut self.inner, TxBackend, c => {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+                );
+                q.push_bind(version).push(" AND customer_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading states"))? {
+                    let e = || db("loading a state");
+                    let id: String = r.try_get(0).map_err(e())?;
+                    entry(&mut loaded, id).state =
+                        Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
+                }
+
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT customer_id, grade, stage, risk_band, evaluated_at, log_partition, \
+                     log_offset FROM customers WHERE version = ",
+                );
+                q.push_bind(version).push(" AND customer_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading verdicts"))? {
+                    let e = || db("loading a verdict");
+                    let id: String = r.try_get(0).map_err(e())?;
+                    let partition: i64 = r.try_get(5).map_err(e())?;
+                    entry(&mut loaded, id).summary = Some(Summary {
+                        grade: r.try_get(1).map_err(e())?,
+                        stage: r.try_get(2).map_err(e())?,
+                        risk_band: r.try_get(3).map_err(e())?,
+                        evaluated_at: r.try_get(4).map_err(e())?,
+                        log_partition: partition as i32,
+                        log_offset: r.try_get(6).map_err(e())?,
+                    });
+                }
+
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading chain heads"))? {
+                    let e = || db("loading a chain head");
+                    let id: String = r.try_get(0).map_err(e())?;
+                    entry(&mut loaded, id).head = Some(ChainHead {
+                        seq: r.try_get(1).map_err(e())?,
+                        hash: hash32(r.try_get(2).map_err(e())?)?,
+                    });
+                }
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// Those of `ids` already applied (present in the audit copy).
+    pub async fn applied_event_ids(
+        &mut self,
+        ids: &[[u8; 16]],
+    ) -> Result<HashSet<[u8; 16]>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            per_backend!(&mut self.inner, TxBackend, c => {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT event_id FROM customer_events WHERE event_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_slice());
+                }
+                q.push(")");
+                for r in q.build().fetch_all(&mut **c).await.map_err(db("looking up applied ids"))? {
+                    found.insert(id16(r.try_get(0).map_err(db("reading an applied id"))?)?);
+                }
+            });
+        }
+        Ok(found)
+    }
+
+    /// For each of `customers` with an open dead letter in `version`: the earliest one's id.
+    pub async fn open_dead_letters_of(
+        &mut self,
+        version: i64,
+        customers: &[&str],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut found: HashMap<String, i64> = HashMap::new();
+        for chunk in customers.chunks(LOOKUP_CHUNK) {
+            per_backend!(&mut self.inner, TxBackend, c => {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT customer_id, MIN(id) FROM dead_letters WHERE status = 'open' \
+                     AND version = ",
+                );
+                q.push_bind(version).push(" AND customer_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(") GROUP BY customer_id");
+                for r in q.build().fetch_all(&mut **c).await.map_err(db("finding open dead letters"))? {
+                    let e = || db("reading an open dead letter");
+                    found.insert(r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?);
+                }
+            });
+        }
+        Ok(found)
+    }
+
+    /// Dead-letters a record (once per position and version) and records the action; returns
+    /// its id.
+    pub async fn insert_dead_letter(
+        &mut self,
+        version: i64,
+        letter: &NewDeadLetter,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let (id, fresh) = per_backend!(&mut self.inner, TxBackend, c => {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO dead_letters (version, log_partition, log_offset, customer_id, \
+                 reason, bytes, status, created_at) ",
+            );
+            q.push_values([letter], |mut b, l| {
+                b.push_bind(version)
+                    .push_bind(i64::from(l.log_partition))
+                    .push_bind(l.log_offset)
+                    .push_bind(l.customer_id.as_deref())
+                    .push_bind(l.reason.as_str())
+                    .push_bind(l.bytes.as_slice())
+                    .push_bind("open")
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (version, log_partition, log_offset) DO NOTHING");
+            let inserted = q.build().execute(&mut **c).await.map_err(db("inserting a dead letter"))?;
+            let id: i64 = QueryBuilder::<Db>::new("SELECT id FROM dead_letters WHERE version = ")
+                .push_bind(version)
+                .push(" AND log_partition = ")
+                .push_bind(i64::from(letter.log_partition))
+                .push(" AND log_offset = ")
+                .push_bind(letter.log_offset)
+                .build()
+                .fetch_one(&mut **c)
+                .await
+                .map_err(db("reading a dead letter's id"))?
+                .try_get(0)
+                .map_err(db("reading a dead letter's id"))?;
+            (id, inserted.rows_affected() == 1)
+        });
+        if fresh {
+            self.record_dead_letter_action(id, "created", &letter.reason, 0, None, now)
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// The dead letter `id`.
+    pub async fn dead_letter(&mut self, id: i64) -> Result<DeadLetter, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            let row = QueryBuilder::<Db>::new(
+                "SELECT d.id, d.version, d.log_partition, d.log_offset, d.customer_id, d.reason, \
+                 d.bytes, d.status, d.created_at, d.resolved_at, \
+                 (SELECT COUNT(*) FROM held_events h WHERE h.dead_letter_id = d.id) \
+                 FROM dead_letters d WHERE d.id = ",
+            )
+            .push_bind(id)
+            .build()
+            .fetch_optional(&mut **c)
+            .await
+            .map_err(db("reading a dead letter"))?;
+            row.as_ref().map(dead_letter_of).transpose()?.ok_or(StoreError::NoSuchDeadLetter(id))
+        })
+    }
+
+    /// The events of `customer` held in `version`, in log order.
+    pub async fn held_events_of(
+        &mut self,
+        version: i64,
+        customer: &str,
+    ) -> Result<Vec<HeldEvent>, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            QueryBuilder::<Db>::new(
+                "SELECT log_partition, log_offset, customer_id, dead_letter_id, recorded_at, bytes \
+                 FROM held_events WHERE version = ",
+            )
+            .push_bind(version)
+            .push(" AND customer_id = ")
+            .push_bind(customer)
+            .push(" ORDER BY log_partition, log_offset")
+            .build()
+            .fetch_all(&mut **c)
+            .await
+            .map_err(db("reading held events"))?
+            .iter()
+            .map(held_of)
+            .collect()
+        })
+    }
+
+    /// Removes released held events.
+    pub async fn delete_held(
+        &mut self,
+        version: i64,
+        positions: &[(i32, i64)],
+    ) -> Result<(), StoreError> {
+        for (partition, offset) in positions {
+            per_backend!(&mut self.inner, TxBackend, c => {
+                QueryBuilder::<Db>::new("DELETE FROM held_events WHERE version = ")
+                    .push_bind(version)
+                    .push(" AND log_partition = ")
+                    .push_bind(i64::from(*partition))
+                    .push(" AND log_offset = ")
+                    .push_bind(*offset)
+                    .build()
+                    .execute(&mut **c)
+                    .await
+                    .map_err(db("releasing a held event"))?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves held events to another dead letter of the same customer.
+    pub async fn rehold(
+        &mut self,
+        version: i64,
+        positions: &[(i32, i64)],
+        dead_letter_id: i64,
+    ) -> Result<(), StoreError> {
+        for (partition, offset) in positions {
+            per_backend!(&mut self.inner, TxBackend, c => {
+                QueryBuilder::<Db>::new("UPDATE held_events SET dead_letter_id = ")
+                    .push_bind(dead_letter_id)
+                    .push(" WHERE version = ")
+                    .push_bind(version)
+                    .push(" AND log_partition = ")
+                    .push_bind(i64::from(*partition))
+                    .push(" AND log_offset = ")
+                    .push_bind(*offset)
+                    .build()
+                    .execute(&mut **c)
+                    .await
+                    .map_err(db("moving a held event"))?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Records an action on a dead letter and, if `status` is given, resolves it.
+    pub async fn record_dead_letter_action(
+        &mut self,
+        id: i64,
+        action: &str,
+        outcome: &str,
+        released: i64,
+        status: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            if let Some(status) = status {
+                QueryBuilder::<Db>::new("UPDATE dead_letters SET status = ")
+                    .push_bind(status)
+                    .push(", resolved_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id = ")
+                    .push_bind(id)
+                    .build()
+                    .execute(&mut **c)
+                    .await
+                    .map_err(db("resolving a dead letter"))?;
+            }
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO dead_letter_actions (dead_letter_id, action, outcome, released, at) ",
+            );
+            q.push_values([()], |mut b, ()| {
+                b.push_bind(id)
+                    .push_bind(action)
+                    .push_bind(outcome)
+                    .push_bind(released)
+                    .push_bind(now);
+            });
+            q.build()
+                .execute(&mut **c)
+                .await
+                .map_err(db("recording a dead-letter action"))?;
+            Ok(())
+        })
+    }
+
+    /// Up to `limit` stored states of `version` after customer `after`, in customer order,
+    /// each with its stored verdict summary: one page of a re-evaluation pass.
+    pub async fn state_page(
+        &mut self,
+        version: i64,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+            );
+            q.push_bind(version);
+            if let Some(after) = after {
+                q.push(" AND customer_id > ").push_bind(after);
+            }
+            q.push(" ORDER BY customer_id LIMIT ").push_bind(limit);
+            q.build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("reading a page of states"))?
+                .iter()
+                .map(|r| {
+                    let e = || db("reading a state");
+                    Ok((
+                        r.try_get(0).map_err(e())?,
+                        r.try_get(1).map_err(e())?,
+                        r.try_get(2).map_err(e())?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Writes a batch's rows and checkpoints for `version`.
+    pub async fn write(
+        &mut self,
+        version: i64,
+        batch: &BatchWrite,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            for chunk in batch.customers.chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1)) {
+                let mut q = QueryBuilder::<Db>::new("INSERT INTO customers (version, ");
+                q.push(CUSTOMER_COLUMNS).push(") ");
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(version)
+                        .push_bind(row.customer_id.as_str())
+                        .push_bind(row.name.as_deref())
+                        .push_bind(row.owner.as_deref())
+                        .push_bind(row.segment.as_deref())
+                        .push_bind(row.region.as_deref())
+                        .push_bind(row.channel.as_deref())
+                        .push_bind(row.grade.as_str())
+                        .push_bind(row.score)
+                        .push_bind(row.stage.as_str())
+                        .push_bind(row.stage_since.as_str())
+                        .push_bind(row.stage_rule.as_str())
+                        .push_bind(row.risk)
+                        .push_bind(row.risk_band.as_str())
+                        .push_bind(row.open_complaints)
+                        .push_bind(row.active_contracts)
+                        .push_bind(row.last_purchase_on.as_deref())
+                        .push_bind(row.last_interaction_on.as_deref())
+                        .push_bind(row.last_activity_on.as_deref())
+                        .push_bind(row.currency.as_deref())
+                        .push_bind(row.sales_3m_minor)
+                        .push_bind(row.sales_12m_minor);
+                    for factor in &row.factors {
+                        b.push_bind(factor.raw).push_bind(factor.score);
+                    }
+                    b.push_bind(row.card.as_str())
+                        .push_bind(row.code_version)
+                        .push_bind(row.grading_version.as_str())
+                        .push_bind(row.lifecycle_version.as_str())
+                        .push_bind(row.churn_version.as_str())
+                        .push_bind(i64::from(row.log_partition))
+                        .push_bind(row.log_offset)
+                        .push_bind(row.events)
+                        .push_bind(row.evaluated_at);
+                });
+                q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET ");
+                let mut set = q.separated(", ");
+                for column in CUSTOMER_COLUMNS.split(',').map(str::trim).skip(1) {
+                    set.push(format_args!("{column} = excluded.{column}"));
+                }
+                q.build().execute(&mut **c).await.map_err(db("writing customers"))?;
+            }
+
+            for chunk in batch.states.chunks(MAX_PARAMS / 4) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO customer_state (version, customer_id, format, state) ",
+                );
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(version)
+                        .push_bind(row.customer_id.as_str())
+                        .push_bind(row.format)
+                        .push_bind(row.state.as_slice());
+                });
+                q.push(
+                    " ON CONFLICT (version, customer_id) DO UPDATE SET \
+                     format = excluded.format, state = excluded.state",
+                );
+                q.build().execute(&mut **c).await.map_err(db("writing states"))?;
+            }
+
+            for chunk in batch.events.chunks(MAX_PARAMS / 10) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
+                     log_offset, event_type, occurred_at, recorded_at, bytes, hash) ",
+                );
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(row.customer_id.as_str())
+                        .push_bind(row.seq)
+                        .push_bind(row.event_id.as_slice())
+                        .push_bind(i64::from(row.log_partition))
+                        .push_bind(row.log_offset)
+                        .push_bind(row.event_type.as_str())
+                        .push_bind(row.occurred_at)
+                        .push_bind(row.recorded_at)
+                        .push_bind(row.bytes.as_slice())
+                        .push_bind(row.hash.as_slice());
+                });
+                q.build().execute(&mut **c).await.map_err(db("writing the audit copy"))?;
+            }
+
+            for chunk in batch.heads.chunks(MAX_PARAMS / 3) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO audit_heads (customer_id, seq, hash) ",
+                );
+                q.push_values(chunk, |mut b, (customer, head)| {
+                    b.push_bind(customer.as_str())
+                        .push_bind(head.seq)
+                        .push_bind(head.hash.as_slice());
+                });
+                q.push(
+                    " ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, \
+                     hash = excluded.hash",
+                );
+                q.build().execute(&mut **c).await.map_err(db("writing chain heads"))?;
+            }
+
+            for chunk in batch.transitions.chunks(MAX_PARAMS / 10) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO transitions (version, customer_id, dimension, from_value, \
+                     to_value, cause, cause_event_id, log_partition, log_offset, at) ",
+                );
+                q.push_values(chunk, |mut b, row| {
+                    let (cause, id, partition, offset) = match &row.cause {
+                        Cause::Event { event_id, log_partition, log_offset } => (
+                            "event",
+                            Some(event_id.as_slice()),
+                            Some(i64::from(*log_partition)),
+                            Some(*log_offset),
+                        ),
+                        Cause::Reevaluation => ("reevaluation", None, None, None),
+                    };
+                    b.push_bind(version)
+                        .push_bind(row.customer_id.as_str())
+                        .push_bind(row.dimension)
+                        .push_bind(row.from_value.as_deref())
+                        .push_bind(row.to_value.as_str())
+                        .push_bind(cause)
+                        .push_bind(id)
+                        .push_bind(partition)
+                        .push_bind(offset)
+                        .push_bind(row.at);
+                });
+                q.build().execute(&mut **c).await.map_err(db("writing transitions"))?;
+            }
+
+            for chunk in batch.held.chunks(MAX_PARAMS / 7) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO held_events (version, log_partition, log_offset, customer_id, \
+                     dead_letter_id, recorded_at, bytes) ",
+                );
+                q.push_values(chunk, |mut b, row| {
+                    b.push_bind(version)
+                        .push_bind(i64::from(row.log_partition))
+                        .push_bind(row.log_offset)
+                        .push_bind(row.customer_id.as_str())
+                        .push_bind(row.dead_letter_id)
+                        .push_bind(row.recorded_at)
+                        .push_bind(row.bytes.as_slice());
+                });
+                q.push(" ON CONFLICT (version, log_partition, log_offset) DO NOTHING");
+                q.build().execute(&mut **c).await.map_err(db("holding events"))?;
+            }
+
+            if !batch.checkpoints.is_empty() {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO checkpoints (version, log_partition, log_offset, updated_at) ",
+                );
+                q.push_values(&batch.checkpoints, |mut b, (partition, offset)| {
+                    b.push_bind(version)
+                        .push_bind(i64::from(*partition))
+                        .push_bind(*offset)
+                        .push_bind(now);
+                });
+                // Never move a checkpoint backwards (a re-delivered older batch after a
+                // rebalance must not rewind the position).
+                q.push(
+                    " ON CONFLICT (version, log_partition) DO UPDATE SET \
+                     log_offset = CASE WHEN excluded.log_offset > checkpoints.log_offset \
+                     THEN excluded.log_offset ELSE checkpoints.log_offset END, \
+                     updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut **c).await.map_err(db("writing checkpoints"))?;
+            }
+            Ok(())
+        })
+    }
+}
