@@ -435,6 +435,7 @@ impl CustomerState {
                 let pos = self
                     .contracts
                     .partition_point(|c| (c.starts_on, &c.id) < (starts_on, &d.contract_id));
+                self.contracts.reserve_exact(1);
                 self.contracts.insert(
                     pos,
                     Contract {
@@ -493,6 +494,7 @@ impl CustomerState {
                 if let Some(i) = c.orphans.iter().position(|o| o.id == d.complaint_id) {
                     // Its resolution arrived first: the complaint is filed and resolved at once.
                     c.orphans.remove(i);
+                    c.orphans.shrink_to_fit();
                     self.anomalies.resolved_never_filed =
                         self.anomalies.resolved_never_filed.saturating_sub(1);
                     return;
@@ -501,6 +503,9 @@ impl CustomerState {
                 let pos = c
                     .open
                     .partition_point(|o| (o.filed_at, &o.id) < (at, &d.complaint_id));
+                // Exact capacities: a customer has few open complaints and contracts, and Vec's
+                // growth to 4 would double the state's heap.
+                c.open.reserve_exact(1);
                 c.open.insert(
                     pos,
                     OpenComplaint {
@@ -539,10 +544,12 @@ impl CustomerState {
                 match c.open.iter().position(|o| o.id == d.complaint_id) {
                     Some(i) => {
                         c.open.remove(i);
+                        c.open.shrink_to_fit();
                     }
                     None => {
                         self.anomalies.resolved_never_filed += 1;
                         if c.orphans.len() < MAX_ORPHANS {
+                            c.orphans.reserve_exact(1);
                             c.orphans.push(OrphanResolution {
                                 id: d.complaint_id.clone(),
                                 at,
