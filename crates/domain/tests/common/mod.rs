@@ -236,3 +236,129 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> CustomerState {
     }
     state
 }
+
+/// A typical customer of two years (2024-03 to 2026-03): registered with a profile and an owner,
+/// a purchase about every 3 weeks, an interaction a week, two complaints (one still open), two
+/// contracts (one renewed), a reassignment and two assessments.
+pub fn typical_customer(n: u32) -> Builder {
+    use clientlog_domain::event::{ProfileUpdated, ReassignReason, Severity};
+    use clientlog_domain::values::Label;
+    let mut b = Builder::new();
+    let start = noon("2024-03-01");
+    let day = |d: i64| start + d * 86_400 + i64::from(n % 3600);
+    b.registered("2024-03-01", Some("rep-alice"));
+    b.on(
+        "2024-03-02",
+        EventData::ProfileUpdated(ProfileUpdated {
+            name: None,
+            segment: Some(Label::parse("retail").unwrap()),
+            region: Some(Label::parse("east-china").unwrap()),
+            channel: Some(Label::parse("distributor").unwrap()),
+        }),
+    );
+    for k in 0..35i64 {
+        let amount = 800_000 + u64::from(n % 7) * 100_000 + (k as u64 % 5) * 50_000;
+        b.at(
+            day(k * 21 + i64::from(n % 5)),
+            EventData::PurchaseRecorded(PurchaseRecorded {
+                order_id: ident(&format!("SO-{n}-{k}")),
+                amount: money(amount, "CNY"),
+                units: None,
+            }),
+        );
+    }
+    for k in 0..104i64 {
+        b.at(
+            day(k * 7 + 1),
+            EventData::InteractionLogged(InteractionLogged {
+                interaction_id: ident(&format!("I-{n}-{k}")),
+                kind: InteractionKind::Visit,
+                direction: None,
+                rep: Some(ident("rep-alice")),
+                summary: None,
+                sentiment: Some(Sentiment::new(k % 5 - 2).unwrap()),
+            }),
+        );
+    }
+    b.complaint("2025-04-10", "CMP-000123", Severity::Medium)
+        .resolve("2025-04-20", "CMP-000123", Some(true))
+        .complaint("2026-02-20", "CMP-000456", Severity::High)
+        .contract(
+            "2024-04-01",
+            "CTR-2024-0001",
+            "2024-04-01",
+            "2025-03-31",
+            false,
+        )
+        .renew("2025-03-15", "CTR-2024-0001", "2026-03-31")
+        .contract(
+            "2025-06-01",
+            "CTR-2025-0042",
+            "2025-06-01",
+            "2026-05-31",
+            true,
+        )
+        .reassign(
+            "2025-09-01",
+            Some("rep-alice"),
+            "rep-bob",
+            ReassignReason::Territory,
+        )
+        .assess("2024-06-01", Some(60), Some(70))
+        .assess("2025-12-01", Some(65), None);
+    b
+}
+
+/// Heap bytes a state owns, estimated as the bytes its allocations request: each `Vec` counts
+/// `capacity × size_of` of its element, each boxed string its length; allocator headers and
+/// rounding are not counted (add about 16 bytes per allocation for those). Returns
+/// `(bytes, allocations)`.
+pub fn state_heap_bytes(state: &CustomerState) -> (usize, usize) {
+    use clientlog_domain::state::{Contract, OpenComplaint, OrphanResolution};
+    use std::mem::size_of;
+    let mut bytes = 0;
+    let mut allocations = 0;
+    let mut string = |s: &str| {
+        if !s.is_empty() {
+            bytes += s.len();
+            allocations += 1;
+        }
+    };
+    let p = &state.profile;
+    if let Some(n) = &p.name {
+        string(n.value.0.as_str());
+    }
+    for label in [&p.segment, &p.region, &p.channel].into_iter().flatten() {
+        string(label.value.as_str());
+    }
+    if let Some(o) = &state.owner {
+        string(o.value.as_str());
+    }
+    if let Some(r) = &state.last_reassignment {
+        if let Some(from) = &r.value.from {
+            string(from.as_str());
+        }
+        string(r.value.to.as_str());
+    }
+    for c in &state.complaints.open {
+        string(c.id.as_str());
+    }
+    for o in &state.complaints.orphans {
+        string(o.id.as_str());
+    }
+    for c in &state.contracts {
+        string(c.id.as_str());
+    }
+    let vec_bytes = state.complaints.open.capacity() * size_of::<OpenComplaint>()
+        + state.complaints.orphans.capacity() * size_of::<OrphanResolution>()
+        + state.contracts.capacity() * size_of::<Contract>();
+    let vec_allocations = [
+        state.complaints.open.capacity(),
+        state.complaints.orphans.capacity(),
+        state.contracts.capacity(),
+    ]
+    .iter()
+    .filter(|&&c| c > 0)
+    .count();
+    (bytes + vec_bytes, allocations + vec_allocations)
+}
