@@ -247,17 +247,18 @@ async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result
             source,
         },
     })?;
+    let mut existed = false;
     for result in created {
         match result {
             Ok(name) => tracing::info!(topic = %name, partitions = config.partitions,
                 "created the event log topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
             Err((name, code)) => {
+                tracing::error!(topic = %name, %code, "creating the event log topic failed");
                 return Err(LogError::Kafka {
                     context: "creating the topic",
                     source: KafkaError::AdminOp(code),
-                })
-                .inspect_err(|_| tracing::error!(topic = %name, %code, "topic creation failed"))
+                });
             }
         }
     }
@@ -267,9 +268,9 @@ async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result
         if let Some(count) =
             partition_count(producer, &config.topic, config.request_timeout).await?
         {
-            if count != config.partitions {
-                tracing::info!(topic = %config.topic, partitions = count, configured = config.partitions,
-                    "using the existing topic with its own partition count");
+            if existed {
+                tracing::info!(topic = %config.topic, partitions = count,
+                    configured = config.partitions, "using the existing event log topic as it is");
             }
             return Ok(());
         }
