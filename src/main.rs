@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 mod append;
+mod dead_letters;
 mod demo;
+mod projector;
+mod reevaluate;
+mod store_args;
 
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
@@ -19,6 +23,13 @@ enum Command {
     Append(append::Args),
     /// Generate a realistic, deterministic demo history as NDJSON.
     Demo(demo::Args),
+    /// Fold the event log into the read models (exactly-once), until SIGTERM/SIGINT.
+    Projector(projector::Args),
+    /// Re-evaluate every customer at a business time and record the transitions.
+    Reevaluate(reevaluate::Args),
+    /// List, retry or skip records the projector could not decode.
+    #[command(name = "dead-letters")]
+    DeadLetters(dead_letters::Args),
 }
 
 #[tokio::main]
@@ -27,5 +38,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Append(args) => append::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Projector(args) => projector::run(args).await,
+        Command::Reevaluate(args) => reevaluate::run(args).await,
+        Command::DeadLetters(args) => dead_letters::run(args).await,
     }
 }

@@ -40,6 +40,8 @@
 mod error;
 mod model;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use error::StoreError;
 pub use model::*;

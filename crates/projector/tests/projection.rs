@@ -1,0 +1,532 @@
+//! The projector against a real embedded log and a real read store (SQLite, and PostgreSQL
+//! when `CLIENTLOG_TEST_DATABASE_URL` is set): determinism, duplicates, poison isolation,
+//! dead-letter resolution, the hash chain and re-evaluation.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clientlog_demo::{Config, Generator, YearMonth};
+use clientlog_domain::{Event, Policies};
+use clientlog_eventlog::{
+    AppendEvent, BadRecord, EventLog, Position, SqliteLog, StoredEvent, WireMode,
+};
+use clientlog_projector::{
+    resolve_dead_letter, Clock, Projector, ProjectorConfig, Record, Resolution, Resolve,
+};
+use clientlog_readstore::test_support::{Backend, TestStore};
+use clientlog_readstore::{Cause, ReadStore, Snapshot};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// 2026-01-01T00:00:00Z: the as_of of every verdict in these tests.
+const AS_OF: i64 = 1_767_225_600;
+
+fn config(batch_size: usize) -> ProjectorConfig {
+    ProjectorConfig {
+        batch_size,
+        batch_wait: Duration::from_millis(50),
+        reevaluate_every: None,
+        clock: Clock::Fixed(AS_OF),
+        until_caught_up: true,
+    }
+}
+
+/// An embedded log with a demo history (late events included) appended in monthly batches;
+/// returns it and every event in log order.
+async fn demo_log(dir: &Path, customers: u32, months: u32, seed: u64) -> (SqliteLog, Vec<Event>) {
+    let log = SqliteLog::open_path(dir.join("events.db"))
+        .await
+        .expect("open log");
+    let mut generator = Generator::new(Config {
+        customers,
+        months,
+        seed,
+        start: YearMonth::new(2024, 1).expect("month"),
+    })
+    .expect("generator");
+    let mut all = Vec::new();
+    while let Some(batch) = generator.next_batch() {
+        let events: Vec<AppendEvent> = batch.iter().map(AppendEvent::from_event).collect();
+        log.append(&events).await.expect("append");
+        all.extend(batch);
+    }
+    (log, all)
+}
+
+async fn project(store: &ReadStore, log: &SqliteLog, batch_size: usize) -> Projector {
+    project_at(store, log, batch_size, AS_OF).await
+}
+
+async fn project_at(
+    store: &ReadStore,
+    log: &SqliteLog,
+    batch_size: usize,
+    as_of: i64,
+) -> Projector {
+    let projector = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    projector
+        .run(
+            log,
+            &ProjectorConfig {
+                clock: Clock::Fixed(as_of),
+                ..config(batch_size)
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .expect("run");
+    projector
+}
+
+async fn snapshot(projector: &Projector) -> Snapshot {
+    projector
+        .store()
+        .snapshot(projector.version())
+        .await
+        .expect("snapshot")
+}
+
+/// Every record of the log, in order, as the projector sees them.
+async fn all_records(log: &SqliteLog) -> Vec<Record> {
+    let end = log.high_water_marks().await.expect("hwm")[&0] - 1;
+    let mut stream = log.read(&Default::default()).await.expect("read");
+    let mut records = Vec::new();
+    while records.len() < end as usize {
+        match stream.next().await.expect("stream") {
+            Ok(event) => records.push(Record::Event(Box::new(event))),
+            Err(clientlog_eventlog::ReadError::BadRecord(bad)) => records.push(Record::Bad(bad)),
+            Err(err) => panic!("read error: {err}"),
+        }
+    }
+    records
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(stringify!($name), super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(concat!("postgres::", stringify!($name)), super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    batch_boundaries_do_not_change_the_read_models,
+    redelivered_events_change_nothing,
+    a_bad_record_holds_only_its_customer_until_skipped,
+    retry_applies_the_record_and_then_the_held_events,
+    the_hash_chain_verifies_and_detects_tampering,
+    reevaluation_records_what_time_changed,
+);
+
+/// The determinism invariant: one big batch and many tiny ones give the same rows.
+async fn batch_boundaries_do_not_change_the_read_models(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let (log, events) = demo_log(a.dir(), 150, 14, 11).await;
+    let store_a = a.open().await.expect("store a");
+    let store_b = b.open().await.expect("store b");
+    let big = project(&store_a, &log, 100_000).await;
+    let small = project(&store_b, &log, 37).await;
+    let (sa, sb) = (snapshot(&big).await, snapshot(&small).await);
+    assert_eq!(
+        sa.events.len(),
+        log.high_water_marks().await.unwrap()[&0] as usize - 1
+    );
+    assert!(events.len() > 2000, "demo too small: {}", events.len());
+    assert_eq!(sa.customers.len(), 150);
+    assert!(!sa.transitions.is_empty());
+    assert_eq!(sa, sb);
+    log.close().await;
+    store_a.close().await;
+    store_b.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
+}
+
+/// Kafka can deliver an event twice (or a producer append it twice): the copies change
+/// nothing, whether they come in a later batch or in the same one.
+async fn redelivered_events_change_nothing(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let (log, _) = demo_log(a.dir(), 60, 8, 5).await;
+    let store = a.open().await.expect("store");
+    let projector = project(&store, &log, 500).await;
+    let before = snapshot(&projector).await;
+
+    let records = all_records(&log).await;
+    // A later batch holding copies of already-applied events (at new positions, as a second
+    // copy in a Kafka topic would be), each twice.
+    let next = before.checkpoints[&0] + 1;
+    let mut copies = Vec::new();
+    for (i, record) in records.iter().step_by(7).enumerate() {
+        if let Record::Event(event) = record {
+            for k in 0..2 {
+                let mut copy = (**event).clone();
+                copy.position = Position::new(0, next + 2 * i as i64 + k);
+                copies.push(Record::Event(Box::new(copy)));
+            }
+        }
+    }
+    let outcome = projector
+        .project_batch(copies.clone(), AS_OF, true)
+        .await
+        .expect("batch");
+    assert_eq!(outcome.applied, 0);
+    assert_eq!(outcome.duplicates, copies.len() as u64);
+    let after = snapshot(&projector).await;
+    assert_eq!(before.customers, after.customers);
+    assert_eq!(before.events, after.events);
+    assert_eq!(before.transitions, after.transitions);
+    assert_eq!(before.states, after.states);
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
+}
+
+fn event_json(id: &str, customer: &str, n: u64) -> Vec<u8> {
+    clientlog_eventlog::test_support::purchase_json_with_id(id.parse().expect("uuid"), customer, n)
+        .into_bytes()
+}
+
+fn stored(position: i64, bytes: Vec<u8>) -> Record {
+    let event = Event::decode(&bytes).expect("valid fixture");
+    Record::Event(Box::new(StoredEvent {
+        position: Position::new(0, position),
+        bytes,
+        recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+        mode: WireMode::Structured,
+        event,
+    }))
+}
+
+fn bad(position: i64, customer: &str, bytes: Vec<u8>) -> Record {
+    Record::Bad(Box::new(BadRecord {
+        position: Position::new(0, position),
+        key: Some(customer.to_string()),
+        bytes,
+        reason: clientlog_domain::DecodeError::new("$.type", "unknown event type"),
+    }))
+}
+
+/// Customer X: purchase, BAD, purchase, purchase. Customer Y: purchases throughout.
+fn poisoned_batch(bad_bytes: Vec<u8>) -> Vec<Record> {
+    let mut n = 0;
+    let mut id = |customer: &str| {
+        n += 1;
+        event_json(&format!("00000000-0000-4000-8000-{n:012}"), customer, n)
+    };
+    vec![
+        stored(1, id("CUST-X")),
+        stored(2, id("CUST-Y")),
+        bad(3, "CUST-X", bad_bytes),
+        stored(4, id("CUST-X")),
+        stored(5, id("CUST-Y")),
+        stored(6, id("CUST-X")),
+        stored(7, id("CUST-Y")),
+    ]
+}
+
+async fn events_of(projector: &Projector, customer: &str) -> Vec<i64> {
+    snapshot(projector)
+        .await
+        .events
+        .iter()
+        .filter(|e| e.customer_id == customer)
+        .map(|e| e.log_offset)
+        .collect()
+}
+
+async fn a_bad_record_holds_only_its_customer_until_skipped(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let store = a.open().await.expect("store");
+    let projector = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    let outcome = projector
+        .project_batch(poisoned_batch(b"\xff not json".to_vec()), AS_OF, true)
+        .await
+        .expect("batch");
+    assert_eq!(
+        (outcome.applied, outcome.held, outcome.dead_letters),
+        (4, 2, 1)
+    );
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1]);
+    assert_eq!(events_of(&projector, "CUST-Y").await, vec![2, 5, 7]);
+
+    // Later batches: X stays held, Y keeps moving.
+    let later = vec![
+        stored(
+            8,
+            event_json("00000000-0000-4000-8000-000000000101", "CUST-X", 8),
+        ),
+        stored(
+            9,
+            event_json("00000000-0000-4000-8000-000000000102", "CUST-Y", 9),
+        ),
+    ];
+    projector
+        .project_batch(later, AS_OF, true)
+        .await
+        .expect("batch");
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1]);
+    assert_eq!(events_of(&projector, "CUST-Y").await, vec![2, 5, 7, 9]);
+    let snap = snapshot(&projector).await;
+    assert_eq!(snap.checkpoints[&0], 9);
+    assert_eq!(
+        snap.held,
+        vec![
+            (0, 4, "CUST-X".to_string()),
+            (0, 6, "CUST-X".to_string()),
+            (0, 8, "CUST-X".to_string())
+        ]
+    );
+
+    let letters = store.dead_letters(projector.version()).await.expect("list");
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!((letter.log_offset, letter.held), (3, 3));
+    assert_eq!(letter.customer_id.as_deref(), Some("CUST-X"));
+    assert_eq!(letter.bytes, b"\xff not json");
+
+    // Retrying bytes that still do not decode changes nothing but the record of the action.
+    let retried = resolve_dead_letter(&projector, letter.id, Resolve::Retry, AS_OF)
+        .await
+        .expect("retry");
+    assert!(
+        matches!(retried, Resolution::StillInvalid { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1]);
+
+    let skipped = resolve_dead_letter(&projector, letter.id, Resolve::Skip, AS_OF)
+        .await
+        .expect("skip");
+    assert_eq!(
+        skipped,
+        Resolution::Released {
+            applied: 3,
+            released: 3
+        }
+    );
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1, 4, 6, 8]);
+    let snap = snapshot(&projector).await;
+    assert!(snap.held.is_empty());
+    assert_eq!(snap.dead_letters[0].4, "skipped");
+    let x = store
+        .customer(projector.version(), "CUST-X")
+        .await
+        .expect("row")
+        .expect("X exists");
+    assert_eq!((x.events, x.log_offset), (4, 8));
+    let actions: Vec<String> = store
+        .dead_letter_actions(letter.id)
+        .await
+        .expect("actions")
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["created", "retry", "skip", "skip"]);
+    // Resolved once: a second skip is refused.
+    assert!(
+        resolve_dead_letter(&projector, letter.id, Resolve::Skip, AS_OF)
+            .await
+            .is_err()
+    );
+    // Afterwards X's events are applied as they come.
+    projector
+        .project_batch(
+            vec![stored(
+                10,
+                event_json("00000000-0000-4000-8000-000000000201", "CUST-X", 10),
+            )],
+            AS_OF,
+            true,
+        )
+        .await
+        .expect("batch");
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1, 4, 6, 8, 10]);
+    assert!(store.verify_chains().await.expect("verify").is_empty());
+    store.close().await;
+    a.cleanup().await;
+}
+
+/// A record an older build rejected (here: valid bytes dead-lettered) is applied by `retry`,
+/// before the events held behind it, so the customer ends as if nothing had happened.
+async fn retry_applies_the_record_and_then_the_held_events(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let good = event_json("00000000-0000-4000-8000-000000000099", "CUST-X", 99);
+    let store = a.open().await.expect("store");
+    let projector = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    projector
+        .project_batch(poisoned_batch(good.clone()), AS_OF, true)
+        .await
+        .expect("batch");
+    let id = store.dead_letters(projector.version()).await.expect("list")[0].id;
+    let outcome = resolve_dead_letter(&projector, id, Resolve::Retry, AS_OF)
+        .await
+        .expect("retry");
+    assert_eq!(
+        outcome,
+        Resolution::Released {
+            applied: 3,
+            released: 2
+        }
+    );
+    assert_eq!(events_of(&projector, "CUST-X").await, vec![1, 3, 4, 6]);
+
+    // The same records without the poison, projected directly, give the same customer.
+    let clean: Vec<Record> = poisoned_batch(good.clone())
+        .into_iter()
+        .map(|r| match r {
+            Record::Bad(_) => stored(3, good.clone()),
+            r => r,
+        })
+        .collect();
+    let store_b = b.open().await.expect("store b");
+    let direct = Projector::new(store_b.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    direct
+        .project_batch(clean, AS_OF, true)
+        .await
+        .expect("batch");
+    let (sa, sb) = (snapshot(&projector).await, snapshot(&direct).await);
+    assert_eq!(sa.customers, sb.customers);
+    assert_eq!(sa.states, sb.states);
+    assert_eq!(
+        sa.events.iter().map(|e| e.hash).collect::<Vec<_>>(),
+        sb.events.iter().map(|e| e.hash).collect::<Vec<_>>()
+    );
+    store.close().await;
+    store_b.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
+}
+
+async fn the_hash_chain_verifies_and_detects_tampering(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let (log, _) = demo_log(a.dir(), 40, 6, 3).await;
+    let store = a.open().await.expect("store");
+    let projector = project(&store, &log, 300).await;
+    assert!(store.verify_chains().await.expect("verify").is_empty());
+    let snap = snapshot(&projector).await;
+    let victim = &snap.events[snap.events.len() / 2];
+    // Each row's hash covers the previous hash and the exact bytes.
+    let previous = snap
+        .events
+        .iter()
+        .find(|e| e.customer_id == victim.customer_id && e.seq == victim.seq - 1)
+        .map(|e| e.hash);
+    assert_eq!(
+        clientlog_readstore::chain_hash(previous.as_ref(), &victim.bytes),
+        victim.hash
+    );
+    let url = match &a.config {
+        clientlog_readstore::StoreConfig::Sqlite { path } => {
+            format!("sqlite://{}", path.display())
+        }
+        clientlog_readstore::StoreConfig::Postgres { url } => url.clone(),
+    };
+    let tamper =
+        "UPDATE customer_events SET bytes = bytes || bytes WHERE customer_id = '{c}' AND seq = {s}"
+            .replace("{c}", &victim.customer_id)
+            .replace("{s}", &victim.seq.to_string());
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            sqlx::query(&tamper)
+                .execute(&mut conn)
+                .await
+                .expect("tamper");
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query(&tamper)
+                .execute(&mut conn)
+                .await
+                .expect("tamper");
+        }
+    }
+    assert_eq!(
+        store.verify_chains().await.expect("verify"),
+        vec![(victim.customer_id.clone(), victim.seq)]
+    );
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
+}
+
+/// Time moves without events: a year later, re-evaluation records transitions caused by
+/// `reevaluation`, and the rows say as of when.
+async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let (log, _) = demo_log(a.dir(), 80, 12, 9).await;
+    let store = a.open().await.expect("store");
+    // The history covers 2024; evaluate at its end, then 400 days later.
+    let end_of_history = 1_735_689_600;
+    let projector = project_at(&store, &log, 1000, end_of_history).await;
+    let before = snapshot(&projector).await;
+    assert!(before
+        .customers
+        .iter()
+        .all(|c| c.evaluated_at == end_of_history));
+    let later = end_of_history + 400 * 86_400;
+    let stats = projector.reevaluate(later).await.expect("reevaluate");
+    assert_eq!(stats.customers, 80);
+    let after = snapshot(&projector).await;
+    let new: Vec<_> = after.transitions[..]
+        .iter()
+        .filter(|t| !before.transitions.contains(t))
+        .collect();
+    assert!(!new.is_empty());
+    assert!(new
+        .iter()
+        .all(|t| t.cause == Cause::Reevaluation && t.at == later));
+    // A year of silence churns everyone who had been buying.
+    assert!(after.customers.iter().all(|c| c.evaluated_at == later));
+    assert!(new
+        .iter()
+        .any(|t| t.dimension == "stage" && t.to_value == "churned"));
+    assert_eq!(before.events, after.events);
+    assert_eq!(before.states, after.states);
+    // Idempotent at the same as_of.
+    let again = projector.reevaluate(later).await.expect("reevaluate");
+    assert_eq!(again.transitions, 0);
+    assert_eq!(snapshot(&projector).await, after);
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
+}
