@@ -77,13 +77,13 @@ impl CustomerCard {
         let month = month_of_day(today);
         let sales = |months: i32| -> u64 {
             ((month - months)..month)
-                .map(|m| state.purchases.months.get(m).amount)
+                .map(|m| state.purchases.months.get(m))
                 .sum()
         };
         let text = |v: &Option<crate::state::Stamped<crate::values::Label>>| {
             v.as_ref().map(|s| s.value.as_str().to_string())
         };
-        let last_purchase_on = state.purchases.last_at.map(day_of);
+        let last_purchase_on = state.purchases.days.latest();
         let last_interaction_on = state.interactions.last_at.map(day_of);
         Self {
             name: state

@@ -535,15 +535,18 @@ pub(crate) fn parse_at<'a, T: Deserialize<'a>>(
     json: &'a str,
     prefix: &str,
 ) -> Result<T, DecodeError> {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = json_path(prefix, err.path());
-        DecodeError::new(path, problem_of(err.inner()))
-    })?;
-    deserializer
-        .end()
-        .map_err(|err| DecodeError::new(prefix, problem_of(&err)))?;
-    Ok(value)
+    // Valid input is the common case: parse without tracking the path, and only when that
+    // fails parse again with tracking to say where. Both parses apply the same rules.
+    serde_json::from_str(json).map_err(|fast_err| {
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+            Err(err) => DecodeError::new(json_path(prefix, err.path()), problem_of(err.inner())),
+            Ok(_) => match deserializer.end() {
+                Err(err) => DecodeError::new(prefix, problem_of(&err)),
+                Ok(()) => DecodeError::new(prefix, problem_of(&fast_err)),
+            },
+        }
+    })
 }
 
 impl Event {

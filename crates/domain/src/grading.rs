@@ -62,7 +62,7 @@ impl GradeInputs {
         month: Month,
     ) -> Self {
         let purchases = &state.purchases;
-        let sales = |m: Month| purchases.months.get(m).amount;
+        let sales = |m: Month| purchases.months.get(m);
         let (sales_window_minor, _) =
             compare_windows(month, policy.monthly_sales.window_months, sales);
         let (growth_recent_minor, growth_earlier_minor) =
@@ -90,7 +90,7 @@ impl GradeInputs {
                 f64::from((today - first).max(0)) / DAYS_PER_MONTH
             }),
             active_months: ((month - 12)..month)
-                .filter(|&m| purchases.months.get(m).orders > 0)
+                .filter(|&m| purchases.order_months.get(m) > 0)
                 .count() as u8,
             complaints_filed,
             unsatisfied: state.complaints.unsatisfied,

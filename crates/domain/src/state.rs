@@ -16,8 +16,8 @@ use crate::Event;
 
 /// Months kept in the monthly windows: the latest month and the 12 complete months before it.
 pub const MONTHS: usize = 13;
-/// Days kept in the purchase-day bitmap (about 2.8 years).
-pub const BITMAP_DAYS: usize = 1024;
+/// Days kept in the purchase-day bitmap (about 1.4 years: longer than any churn threshold).
+pub const BITMAP_DAYS: usize = 512;
 /// Most recent contracts kept; older ones are only counted.
 pub const MAX_CONTRACTS: usize = 8;
 /// Unmatched complaint resolutions kept to match a late `complaint.filed`.
@@ -28,6 +28,10 @@ pub const MAX_ORPHANS: usize = 8;
 pub struct Stamped<T> {
     pub at: i64,
     pub value: T,
+}
+
+fn bump(counter: &mut u16) {
+    *counter = counter.saturating_add(1);
 }
 
 fn set_latest<T>(slot: &mut Option<Stamped<T>>, at: i64, value: T) {
@@ -91,13 +95,6 @@ impl<T: Copy + Default> MonthWindow<T> {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct SalesMonth {
-    /// Sum in minor units of the customer's currency.
-    pub amount: u64,
-    pub orders: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct InteractionMonth {
     pub count: u16,
     /// Interactions with sentiment −1 or −2.
@@ -107,8 +104,9 @@ pub struct InteractionMonth {
 /// Complaints filed in a month, by severity (low, medium, high, critical).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplaintMonth {
-    pub filed: [u16; 4],
-    pub unsatisfied: u16,
+    /// Saturating at 255 a month.
+    pub filed: [u8; 4],
+    pub unsatisfied: u8,
 }
 
 /// Distinct purchase days: a bitmap of the last `BITMAP_DAYS` days before the latest purchase
@@ -174,8 +172,11 @@ impl PurchaseDays {
             }
             self.latest = day;
         } else if !self.in_window(day) {
-            // Older than the window: counted, but cannot be told apart from a day already counted.
-            self.push_older(day);
+            // Older than the window: counted, but only the latest older day can be told apart
+            // from one already counted.
+            if self.older_latest != Some(day) {
+                self.push_older(day);
+            }
             return;
         }
         let (word, bit) = Self::index(day);
@@ -224,9 +225,12 @@ pub struct Purchases {
     pub total_minor: u64,
     /// Purchases in another currency: counted, not summed.
     pub foreign_currency_orders: u32,
-    pub last_at: Option<i64>,
     pub days: PurchaseDays,
-    pub months: MonthWindow<SalesMonth>,
+    /// Sales per month in minor units of `currency` (saturating).
+    pub months: MonthWindow<u64>,
+    /// Orders per month in any currency (saturating); kept apart from the amounts so that the
+    /// windows pack without padding.
+    pub order_months: MonthWindow<u16>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -309,13 +313,13 @@ pub struct Profile {
 /// Events that were tolerated but did not fit what was known; reported with every verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
-    pub resolved_never_filed: u32,
-    pub complaint_filed_twice: u32,
-    pub escalated_unknown_complaint: u32,
-    pub renewed_unknown_contract: u32,
-    pub terminated_unknown_contract: u32,
-    pub contract_signed_twice: u32,
-    pub reassigned_to_same_rep: u32,
+    pub resolved_never_filed: u16,
+    pub complaint_filed_twice: u16,
+    pub escalated_unknown_complaint: u16,
+    pub renewed_unknown_contract: u16,
+    pub terminated_unknown_contract: u16,
+    pub contract_signed_twice: u16,
+    pub reassigned_to_same_rep: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -409,25 +413,24 @@ impl CustomerState {
             EventData::PurchaseRecorded(d) => {
                 let p = &mut self.purchases;
                 p.orders += 1;
-                p.last_at = Some(p.last_at.map_or(at, |t| t.max(at)));
                 let day = day_of(at);
+                let month = month_of_day(day);
                 p.days.insert(day);
+                p.order_months
+                    .update(month, |orders| *orders = orders.saturating_add(1));
                 let currency = *p.currency.get_or_insert(d.amount.currency);
                 if currency == d.amount.currency {
                     let amount = d.amount.minor.get();
                     p.total_minor = p.total_minor.saturating_add(amount);
-                    p.months.update(month_of_day(day), |m| {
-                        m.amount = m.amount.saturating_add(amount);
-                        m.orders += 1;
-                    });
+                    p.months
+                        .update(month, |sales| *sales = sales.saturating_add(amount));
                 } else {
                     p.foreign_currency_orders += 1;
-                    p.months.update(month_of_day(day), |m| m.orders += 1);
                 }
             }
             EventData::ContractSigned(d) => {
                 if self.contracts.iter().any(|c| c.id == d.contract_id) {
-                    self.anomalies.contract_signed_twice += 1;
+                    bump(&mut self.anomalies.contract_signed_twice);
                     return;
                 }
                 // Kept in order of start, whatever the arrival order: the verdict lists them so.
@@ -468,7 +471,7 @@ impl CustomerState {
                             c.currency = value.currency;
                         }
                     }
-                    None => self.anomalies.renewed_unknown_contract += 1,
+                    None => bump(&mut self.anomalies.renewed_unknown_contract),
                 }
             }
             EventData::ContractTerminated(d) => {
@@ -477,13 +480,13 @@ impl CustomerState {
                         let on = day_of_date(d.effective_on);
                         c.terminated_on = Some(c.terminated_on.map_or(on, |t| t.min(on)));
                     }
-                    None => self.anomalies.terminated_unknown_contract += 1,
+                    None => bump(&mut self.anomalies.terminated_unknown_contract),
                 }
             }
             EventData::ComplaintFiled(d) => {
                 let c = &mut self.complaints;
                 if c.open.iter().any(|o| o.id == d.complaint_id) {
-                    self.anomalies.complaint_filed_twice += 1;
+                    bump(&mut self.anomalies.complaint_filed_twice);
                     return;
                 }
                 c.filed += 1;
@@ -529,7 +532,7 @@ impl CustomerState {
                             o.severity = o.severity.max(s);
                         }
                     }
-                    None => self.anomalies.escalated_unknown_complaint += 1,
+                    None => bump(&mut self.anomalies.escalated_unknown_complaint),
                 }
             }
             EventData::ComplaintResolved(d) => {
@@ -547,7 +550,7 @@ impl CustomerState {
                         c.open.shrink_to_fit();
                     }
                     None => {
-                        self.anomalies.resolved_never_filed += 1;
+                        bump(&mut self.anomalies.resolved_never_filed);
                         if c.orphans.len() < MAX_ORPHANS {
                             c.orphans.reserve_exact(1);
                             c.orphans.push(OrphanResolution {
@@ -562,7 +565,7 @@ impl CustomerState {
             EventData::CustomerReassigned(d) => {
                 let current = self.owner.as_ref().map(|o| &o.value);
                 if d.from_rep.as_ref() == Some(&d.to_rep) || current == Some(&d.to_rep) {
-                    self.anomalies.reassigned_to_same_rep += 1;
+                    bump(&mut self.anomalies.reassigned_to_same_rep);
                     return;
                 }
                 self.reassignments += 1;

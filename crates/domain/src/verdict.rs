@@ -503,9 +503,8 @@ fn stage(
         };
         return (Stage::Declining, last + decline_after, rule);
     }
-    let (recent, earlier) = compare_windows(month, d.window_months, |m| {
-        state.purchases.months.get(m).amount
-    });
+    let (recent, earlier) =
+        compare_windows(month, d.window_months, |m| state.purchases.months.get(m));
     let drop = drop_percent(recent, earlier);
     if drop >= d.sales_drop_percent {
         let since = first_day_of_month(month - i32::from(d.window_months));
@@ -614,9 +613,8 @@ fn churn_risk(
 
     // Falling purchases.
     let f = &policy.falling_purchases;
-    let (recent, earlier) = compare_windows(month, f.window_months, |m| {
-        state.purchases.months.get(m).amount
-    });
+    let (recent, earlier) =
+        compare_windows(month, f.window_months, |m| state.purchases.months.get(m));
     let drop = drop_percent(recent, earlier);
     if drop >= f.min_drop_percent {
         push(
