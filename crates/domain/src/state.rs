@@ -199,7 +199,22 @@ impl PurchaseDays {
     pub fn count_between(&self, from: Day, to: Day) -> u32 {
         let from = from.max(self.latest - BITMAP_DAYS as i32 + 1);
         let to = to.min(self.latest);
-        (from..=to).map(|d| u32::from(self.contains(d))).sum()
+        let mut count = 0;
+        let mut day = from;
+        while day <= to {
+            // Whole 64-day words at a time: the ring index of `day` up to the end of its word.
+            let (word, _) = Self::index(day);
+            let bit = day.rem_euclid(BITMAP_DAYS as i32) as u32 % 64;
+            let span = (64 - bit).min((to - day + 1) as u32);
+            let mask = if span == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << span) - 1) << bit
+            };
+            count += (self.bits[word] & mask).count_ones();
+            day += span as i32;
+        }
+        count
     }
 
     /// The latest purchase day before `day`.
@@ -587,6 +602,27 @@ impl CustomerState {
                 if let Some(v) = d.prospects {
                     set_latest(&mut self.prospects, at, v.get());
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_days_by_words_agrees_with_day_by_day() {
+        let mut days = PurchaseDays::default();
+        for d in [3, 5, 63, 64, 65, 127, 128, 300, 511, 512, 700, 701, 760] {
+            days.insert(d);
+        }
+        for from in (0..800).step_by(7) {
+            for to in (from..800).step_by(11) {
+                let naive = (from.max(days.latest - BITMAP_DAYS as i32 + 1)..=to.min(days.latest))
+                    .filter(|&d| days.contains(d))
+                    .count() as u32;
+                assert_eq!(days.count_between(from, to), naive, "{from}..={to}");
             }
         }
     }
