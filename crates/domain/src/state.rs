@@ -325,6 +325,31 @@ pub struct Profile {
     pub channel: Option<Stamped<Label>>,
 }
 
+impl Profile {
+    /// Takes every stated field whose statement is at least as recent as the one held.
+    fn update(
+        &mut self,
+        at: i64,
+        name: Option<&Personal<Text>>,
+        segment: &Option<Label>,
+        region: &Option<Label>,
+        channel: &Option<Label>,
+    ) {
+        if let Some(v) = name {
+            set_latest(&mut self.name, at, v.clone());
+        }
+        for (slot, value) in [
+            (&mut self.segment, segment),
+            (&mut self.region, region),
+            (&mut self.channel, channel),
+        ] {
+            if let Some(v) = value {
+                set_latest(slot, at, v.clone());
+            }
+        }
+    }
+}
+
 /// Events that were tolerated but did not fit what was known; reported with every verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomalies {
@@ -387,33 +412,15 @@ impl CustomerState {
         match &event.data {
             EventData::CustomerRegistered(d) => {
                 self.registered_at = Some(self.registered_at.map_or(at, |t| t.min(at)));
-                set_latest(&mut self.profile.name, at, d.name.clone());
-                if let Some(v) = &d.segment {
-                    set_latest(&mut self.profile.segment, at, v.clone());
-                }
-                if let Some(v) = &d.region {
-                    set_latest(&mut self.profile.region, at, v.clone());
-                }
-                if let Some(v) = &d.channel {
-                    set_latest(&mut self.profile.channel, at, v.clone());
-                }
+                let p = &mut self.profile;
+                p.update(at, Some(&d.name), &d.segment, &d.region, &d.channel);
                 if let Some(owner) = &d.owner {
                     set_latest(&mut self.owner, at, owner.clone());
                 }
             }
             EventData::ProfileUpdated(d) => {
-                if let Some(v) = &d.name {
-                    set_latest(&mut self.profile.name, at, v.clone());
-                }
-                if let Some(v) = &d.segment {
-                    set_latest(&mut self.profile.segment, at, v.clone());
-                }
-                if let Some(v) = &d.region {
-                    set_latest(&mut self.profile.region, at, v.clone());
-                }
-                if let Some(v) = &d.channel {
-                    set_latest(&mut self.profile.channel, at, v.clone());
-                }
+                let p = &mut self.profile;
+                p.update(at, d.name.as_ref(), &d.segment, &d.region, &d.channel);
             }
             EventData::InteractionLogged(d) => {
                 let i = &mut self.interactions;
