@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clientlog_domain::Policies;
 use clientlog_eventlog::{EventLog, ReadError, StartOffsets};
 use clientlog_readstore::{BatchWrite, Lineage, NewDeadLetter, ReadStore, CODE_VERSION};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,7 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
-            batch_size: 10_000,
+            batch_size: 20_000,
             batch_wait: Duration::from_millis(100),
             reevaluate_every: Some(Duration::from_secs(3600)),
             clock: Clock::System,
@@ -167,16 +167,15 @@ impl Projector {
         }
         let stream = log.read(&from).await?;
 
-        // The reader decodes and batches on its own task while the previous batch is written.
-        let (batches, mut incoming) = mpsc::channel::<Vec<Record>>(2);
+        // The reader decodes on its own task while the previous batch is written, up to about
+        // two batches ahead.
+        let batch_size = config.batch_size.max(1);
+        let (chunks, mut incoming) = mpsc::channel::<Vec<Record>>(2 * batch_size / CHUNK + 1);
         let reader_stop = shutdown.child_token();
-        let reader = tokio::spawn(read_batches(
-            stream,
-            batches,
-            config.batch_size.max(1),
-            config.batch_wait,
-            reader_stop.clone(),
-        ));
+        let reader = tokio::spawn(read_chunks(stream, chunks, reader_stop.clone()));
+        // Records received but not yet in a batch (kept outside the select so none is lost
+        // when another branch wins).
+        let mut carry: Vec<Record> = Vec::new();
 
         let mut reevaluate = config.reevaluate_every.map(|every| {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -184,7 +183,7 @@ impl Projector {
             interval
         });
         let result = loop {
-            let batch = tokio::select! {
+            let alive = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
                 Some(_) = async {
@@ -200,11 +199,12 @@ impl Projector {
                     }
                     continue;
                 }
-                batch = incoming.recv() => batch,
+                alive = fill_batch(&mut incoming, &mut carry, batch_size, config.batch_wait) => alive,
             };
-            let Some(batch) = batch else {
+            if !alive {
                 break Err(ProjectorError::ReaderStopped);
-            };
+            }
+            let batch: Vec<Record> = carry.drain(..carry.len().min(batch_size)).collect();
             let started = Instant::now();
             let done = match self
                 .project_batch(batch, config.clock.now(), check_duplicates)
@@ -249,6 +249,7 @@ impl Projector {
         check_duplicates: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
         let now = now_unix();
+        let started = Instant::now();
         let mut customers: Vec<&str> = records.iter().filter_map(Record::customer).collect();
         customers.sort_unstable();
         customers.dedup();
@@ -285,6 +286,7 @@ impl Projector {
             HashSet::new()
         };
         let loaded = tx.load_customers(self.version, &customers).await?;
+        let loaded_at = Instant::now();
         let known = Known {
             loaded,
             blocked,
@@ -306,8 +308,17 @@ impl Projector {
             })
             .await??
         };
+        let folded_at = Instant::now();
         tx.write(self.version, &write, now).await?;
+        let written_at = Instant::now();
         tx.commit().await?;
+        tracing::debug!(
+            load_ms = (loaded_at - started).as_millis() as u64,
+            fold_ms = (folded_at - loaded_at).as_millis() as u64,
+            write_ms = (written_at - folded_at).as_millis() as u64,
+            commit_ms = written_at.elapsed().as_millis() as u64,
+            "batch phases"
+        );
 
         let events = records
             .iter()
@@ -393,46 +404,78 @@ fn caught_up(target: &Target, checkpoints: &BTreeMap<i32, i64>) -> bool {
         })
 }
 
-/// Reads the log into batches of at most `size` records, each closed `wait` after its first
-/// record at the latest. Stops when `stop` fires or the receiver is gone.
-async fn read_batches(
+/// Records per chunk the reader hands over.
+const CHUNK: usize = 1024;
+
+/// Reads the log into chunks of records that are ready now (at most [`CHUNK`]), so the
+/// worker can take everything that arrived while it was writing. Stops when `stop` fires or
+/// the receiver is gone.
+async fn read_chunks(
     mut stream: clientlog_eventlog::EventStream,
-    batches: mpsc::Sender<Vec<Record>>,
-    size: usize,
-    wait: Duration,
+    chunks: mpsc::Sender<Vec<Record>>,
     stop: CancellationToken,
 ) {
     loop {
-        let mut batch = Vec::with_capacity(size.min(65_536));
-        let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.len() < size {
-            let next = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => break,
-                next = stream.next() => next,
+        let mut chunk = Vec::with_capacity(CHUNK);
+        // Wait for the first record; then take those that are ready without waiting.
+        while chunk.len() < CHUNK {
+            let next = if chunk.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    next = stream.next() => next,
+                }
+            } else {
+                match stream.next().now_or_never() {
+                    Some(next) => next,
+                    None => break,
+                }
             };
             match next {
-                Some(Ok(event)) => batch.push(Record::Event(Box::new(event))),
-                Some(Err(ReadError::BadRecord(bad))) => batch.push(Record::Bad(bad)),
+                Some(Ok(event)) => chunk.push(Record::Event(Box::new(event))),
+                Some(Err(ReadError::BadRecord(bad))) => chunk.push(Record::Bad(bad)),
                 Some(Err(ReadError::Log(err))) => {
                     tracing::warn!(error = %err, "reading the log failed; the reader retries");
-                    continue;
                 }
                 None => {
                     tracing::error!("the log stream ended");
-                    break;
+                    return;
                 }
             }
-            deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
         }
-        if batch.is_empty() || batches.send(batch).await.is_err() {
+        if !chunk.is_empty() && chunks.send(chunk).await.is_err() {
             return;
         }
     }
+}
+
+/// Fills `carry` towards a batch: waits for a first chunk if it is empty, takes every chunk
+/// already waiting, and waits at most `wait` for more while below `size`. Returns `false` when
+/// the reader is gone and nothing is left. Cancel-safe: whatever was received is in `carry`.
+async fn fill_batch(
+    chunks: &mut mpsc::Receiver<Vec<Record>>,
+    carry: &mut Vec<Record>,
+    size: usize,
+    wait: Duration,
+) -> bool {
+    if carry.is_empty() {
+        match chunks.recv().await {
+            Some(chunk) => carry.extend(chunk),
+            None => return false,
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while carry.len() < size {
+        match chunks.try_recv() {
+            Ok(chunk) => carry.extend(chunk),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, chunks.recv()).await {
+                    Ok(Some(chunk)) => carry.extend(chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+    true
 }

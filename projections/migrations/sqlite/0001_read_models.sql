@@ -7,6 +7,10 @@
 -- row of projection_versions. Tables that are facts about the log itself (customer_events,
 -- audit_heads, dead_letters) are shared by all versions.
 --
+-- Tables with large rows (cards, states, event bytes) are rowid tables: their rows are
+-- appended or rewritten in place and the primary key is a small separate index, where a
+-- WITHOUT ROWID table would move kilobytes around its b-tree on every insert.
+--
 -- Times: business and evaluation times are Unix seconds, `recorded_at` is Unix nanoseconds
 -- (as the event log stores it); calendar dates are ISO-8601 text, which sorts by date.
 
@@ -89,7 +93,7 @@ CREATE TABLE customers (
     events              INTEGER NOT NULL,
     evaluated_at        INTEGER NOT NULL,
     PRIMARY KEY (version, customer_id)
-) WITHOUT ROWID;
+);
 -- The front end's lists: filter by one attribute, page in a stable order.
 CREATE INDEX customers_by_grade ON customers (version, grade, score DESC);
 CREATE INDEX customers_by_stage ON customers (version, stage, last_activity_on DESC);
@@ -111,7 +115,7 @@ CREATE TABLE customer_state (
     format       INTEGER NOT NULL,
     state        BLOB    NOT NULL,
     PRIMARY KEY (version, customer_id)
-) WITHOUT ROWID;
+);
 
 -- The audit copy of every applied event, by customer in log order, with the exact bytes.
 CREATE TABLE customer_events (
@@ -132,7 +136,7 @@ CREATE TABLE customer_events (
     -- Changing, removing or reordering any row breaks every later hash.
     hash        BLOB    NOT NULL,
     PRIMARY KEY (customer_id, seq)
-) WITHOUT ROWID;
+);
 
 -- The end of each customer's hash chain, so appending to it needs no scan.
 CREATE TABLE audit_heads (
