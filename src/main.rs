@@ -3,12 +3,15 @@
 
 use clap::{Parser, Subcommand};
 
+mod api;
 mod append;
 mod dead_letters;
 mod demo;
 mod projector;
 mod reevaluate;
+mod serve;
 mod store_args;
+mod token;
 
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
@@ -30,6 +33,12 @@ enum Command {
     /// List, retry or skip records the projector could not decode.
     #[command(name = "dead-letters")]
     DeadLetters(dead_letters::Args),
+    /// Log, projector and HTTP API in one process (the embedded default); `--demo` loads demo data.
+    Serve(serve::Args),
+    /// The HTTP API alone, over the log and read store that projectors write elsewhere.
+    Api(api::Args),
+    /// Manage API bearer tokens (stored hashed).
+    Token(token::Args),
 }
 
 #[tokio::main]
@@ -41,5 +50,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Projector(args) => projector::run(args).await,
         Command::Reevaluate(args) => reevaluate::run(args).await,
         Command::DeadLetters(args) => dead_letters::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Api(args) => api::run(args).await,
+        Command::Token(args) => token::run(args).await,
     }
 }

@@ -1,0 +1,200 @@
+//! Read-your-writes. An append answers with a [`ConsistencyToken`]: per partition, the highest
+//! position it wrote (or found as a duplicate). A read that sends the token back waits, up to
+//! a bound, until the projector's checkpoints cover it; then it answers as usual, or, if the
+//! bound ran out, answers with `"stale": true` (or 504 `stale` when the client asked for a
+//! strict wait). Every projected answer says which checkpoints it reflects.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use clientlog_eventlog::Position;
+use tokio::sync::Mutex;
+
+use crate::error::{ApiError, Detail};
+use crate::State;
+
+pub const TOKEN_HEADER: &str = "x-consistency-token";
+/// `true`: answer 504 instead of a stale answer.
+pub const STRICT_HEADER: &str = "x-consistency-strict";
+pub const POSITION_HEADER: &str = "x-projection-position";
+pub const STALE_HEADER: &str = "x-consistency-stale";
+
+/// Per partition, the last offset an append wrote. Opaque to clients: `c1.` and hex.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsistencyToken(pub BTreeMap<i32, i64>);
+
+impl ConsistencyToken {
+    pub fn from_positions(positions: impl IntoIterator<Item = Position>) -> Self {
+        let mut marks = BTreeMap::new();
+        for p in positions {
+            let mark = marks.entry(p.partition).or_insert(p.offset);
+            *mark = (*mark).max(p.offset);
+        }
+        Self(marks)
+    }
+
+    pub fn encode(&self) -> String {
+        let plain = self
+            .0
+            .iter()
+            .map(|(p, o)| format!("{p}:{o}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("c1.{}", crate::auth::hex(plain.as_bytes()))
+    }
+
+    pub fn decode(token: &str) -> Option<Self> {
+        let hex = token.strip_prefix("c1.")?;
+        if hex.len() % 2 != 0 || hex.len() > 4096 {
+            return None;
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let plain = String::from_utf8(bytes).ok()?;
+        let mut marks = BTreeMap::new();
+        for part in plain.split(',').filter(|p| !p.is_empty()) {
+            let (p, o) = part.split_once(':')?;
+            marks.insert(p.parse().ok()?, o.parse().ok()?);
+        }
+        Some(Self(marks))
+    }
+
+    /// Whether `checkpoints` include every position of the token.
+    pub fn covered_by(&self, checkpoints: &BTreeMap<i32, i64>) -> bool {
+        self.0
+            .iter()
+            .all(|(p, o)| checkpoints.get(p).is_some_and(|c| c >= o))
+    }
+}
+
+/// `0:123,1:45`: the checkpoints an answer reflects, for the header.
+pub fn position_header(checkpoints: &BTreeMap<i32, i64>) -> String {
+    checkpoints
+        .iter()
+        .map(|(p, o)| format!("{p}:{o}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The live projection version, re-read at most every 500 ms (promotion changes it).
+#[derive(Default)]
+pub struct VersionCache {
+    cached: Mutex<Option<(Instant, Option<i64>)>>,
+}
+
+impl VersionCache {
+    pub async fn get(&self, state: &State) -> Result<Option<i64>, ApiError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, version)) = *cached {
+            if at.elapsed() < Duration::from_millis(500) && version.is_some() {
+                return Ok(version);
+            }
+        }
+        let version = state.reader.live_version().await?;
+        *cached = Some((Instant::now(), version));
+        Ok(version)
+    }
+}
+
+/// What a projected answer reflects.
+#[derive(Debug, Clone, Default)]
+pub struct Freshness {
+    pub version: Option<i64>,
+    pub checkpoints: BTreeMap<i32, i64>,
+    pub stale: bool,
+}
+
+impl Freshness {
+    pub fn reflects_json(&self) -> serde_json::Value {
+        self.checkpoints
+            .iter()
+            .map(|(p, o)| (p.to_string(), serde_json::Value::from(*o)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+/// Waits for the request's consistency token, if any, and returns what the answer reflects.
+pub async fn settle(state: &State, headers: &HeaderMap) -> Result<Freshness, ApiError> {
+    let token = match headers.get(TOKEN_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(ConsistencyToken::decode)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid consistency token",
+                        vec![Detail::new(
+                            "header.X-Consistency-Token",
+                            "send back the consistency_token of an append unchanged",
+                        )],
+                    )
+                })?,
+        ),
+    };
+    let strict = match headers.get(STRICT_HEADER).map(|v| v.to_str().unwrap_or("")) {
+        None => false,
+        Some("true") | Some("1") => true,
+        Some("false") | Some("0") => false,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid X-Consistency-Strict",
+                vec![Detail::new(
+                    "header.X-Consistency-Strict",
+                    "must be true or false",
+                )],
+            ))
+        }
+    };
+    let bound = state.limits.consistency_wait;
+    let started = Instant::now();
+    loop {
+        let version = state.version.get(state).await?;
+        let checkpoints = match version {
+            Some(v) => state.reader.checkpoints(v).await?,
+            None => BTreeMap::new(),
+        };
+        let covered = token.as_ref().is_none_or(|t| t.covered_by(&checkpoints));
+        if covered || started.elapsed() >= bound {
+            if !covered && strict {
+                return Err(ApiError::Stale(bound.as_millis() as u64));
+            }
+            return Ok(Freshness {
+                version,
+                checkpoints,
+                stale: !covered,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_refuse_garbage() {
+        let token = ConsistencyToken::from_positions([
+            Position::new(0, 7),
+            Position::new(0, 9),
+            Position::new(2, 1),
+        ]);
+        assert_eq!(
+            ConsistencyToken::decode(&token.encode()),
+            Some(token.clone())
+        );
+        for bad in ["", "c1.", "c1.zz", "c1.3", "0:7", "c1.303a"] {
+            assert_ne!(ConsistencyToken::decode(bad), Some(token.clone()), "{bad}");
+        }
+        assert!(ConsistencyToken::decode("c1.zz").is_none());
+        assert!(token.covered_by(&BTreeMap::from([(0, 9), (2, 5)])));
+        assert!(!token.covered_by(&BTreeMap::from([(0, 8), (2, 5)])));
+        assert!(!token.covered_by(&BTreeMap::from([(0, 9)])));
+    }
+}
