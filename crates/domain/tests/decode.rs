@@ -115,3 +115,44 @@ fn garbage_is_an_error_at_the_root() {
     assert_eq!(Event::decode(b"[]").unwrap_err().path, "$");
     assert_eq!(reject(&format!("{PURCHASE} x")).path, "$");
 }
+
+/// Version 2 of `purchase.recorded` carries order lines; the upcaster reads it as version 1.
+#[test]
+fn purchase_v2_is_read_as_v1_through_the_upcaster() {
+    let v2 = include_str!("../../../schemas/examples/valid/purchase.recorded.v2.json");
+    let event = Event::decode(v2.as_bytes()).unwrap();
+    let EventData::PurchaseRecorded(p) = &event.data else {
+        panic!("wrong variant")
+    };
+    // 2 × 50 000 + 1 × 29 900 − 10 000 discount = 119 900; 2 + 1 units.
+    assert_eq!(p.amount.minor.get(), 119_900);
+    assert_eq!(p.amount.currency.as_str(), "CNY");
+    assert_eq!(p.units.unwrap().get(), 3);
+    assert_eq!(p.order_id.as_str(), "SO-1003");
+
+    // v1 and v2 of the same purchase fold to the same state.
+    let v1 = PURCHASE
+        .replace("SO-1001", "SO-1003")
+        .replace("129900", "119900")
+        .replace(
+            "0193a1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
+            "0193a1c4-5e6f-7a8b-9c0d-1e2f3a4b5c07",
+        );
+    let as_v1 = Event::decode(v1.as_bytes()).unwrap();
+    assert_eq!(event.data, as_v1.data);
+    // Encoding writes the current version, which decodes to the same event.
+    assert_eq!(Event::decode(&event.encode()).unwrap(), event);
+
+    let two_currencies = v2.replacen("\"CNY\"", "\"EUR\"", 1);
+    let err = reject(&two_currencies);
+    assert_eq!(err.path, "$.data.lines[1].unit_price.currency");
+    let too_much_discount = v2.replace("\"minor\": 10000", "\"minor\": 200000");
+    assert_eq!(reject(&too_much_discount).path, "$.data.discount.minor");
+    let under_v1 = v2.replace(
+        "urn:clientlog:purchase.recorded:v2",
+        "urn:clientlog:purchase.recorded:v1",
+    );
+    assert!(reject(&under_v1).path.starts_with("$.data"));
+    let unknown = v2.replace(":v2\"", ":v3\"");
+    assert_eq!(reject(&unknown).path, "$.dataschema");
+}
