@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use clientlog_eventlog::test_support::{purchase, unique_name, KAFKA};
+use clientlog_eventlog::test_support::{purchase, purchase_json_with_id, unique_name, KAFKA};
 use clientlog_eventlog::{
     AppendEvent, EventLog, KafkaConfig, KafkaLog, SqliteConfig, SqliteLog, StartOffsets,
 };
@@ -35,9 +35,20 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
+/// `n` events of 500 customers. Ids are UUIDv7 (time-ordered), as clientlog's producers and
+/// the CloudEvents examples use; set `CLIENTLOG_BENCH_RANDOM_IDS=1` for random v4 ids, which
+/// scatter inserts over the unique index (each row then dirties its own index page).
 fn batch(n: usize) -> Vec<AppendEvent> {
+    let random = std::env::var("CLIENTLOG_BENCH_RANDOM_IDS").is_ok_and(|v| v == "1");
     (0..n)
-        .map(|i| purchase(&format!("CUST-{:04}", i % 500), i as u64))
+        .map(|i| {
+            let customer = format!("CUST-{:04}", i % 500);
+            if random {
+                return purchase(&customer, i as u64);
+            }
+            let json = purchase_json_with_id(uuid::Uuid::now_v7(), &customer, i as u64);
+            AppendEvent::from_bytes(json.into_bytes()).expect("valid fixture")
+        })
         .collect()
 }
 
@@ -189,6 +200,20 @@ fn embedded_group_commit(c: &mut Criterion) {
             })
         })
     });
+    let appended = rt
+        .block_on(log.high_water_marks())
+        .expect("hwm")
+        .get(&0)
+        .copied()
+        .unwrap_or(1)
+        - 1;
+    if log.commit_count() > 0 {
+        eprintln!(
+            "embedded_group_commit: {appended} events in {} commits ({:.1} events per commit)",
+            log.commit_count(),
+            appended as f64 / log.commit_count() as f64
+        );
+    }
     group.bench_function("one_writer_sequential_single", |b| {
         b.iter_custom(|iters| {
             let rounds: Vec<Vec<_>> = (0..iters).map(|_| batch(64)).collect();
