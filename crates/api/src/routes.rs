@@ -1125,7 +1125,9 @@ async fn verify_chain(
 }
 
 async fn customer_exists(s: &AppState, version: i64, id: &str) -> Result<bool, ApiError> {
-    let mut sql = s.reader.sql("SELECT 1 FROM customers WHERE version = ");
+    let mut sql = s
+        .reader
+        .sql("SELECT CAST(1 AS BIGINT) FROM customers WHERE version = ");
     sql.int(version).push(" AND customer_id = ").str(id);
     Ok(!s.reader.rows(&sql, &[Kind::Int]).await?.is_empty())
 }
