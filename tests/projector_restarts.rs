@@ -1,0 +1,222 @@
+//! Exactly-once effect of the real `clientlog projector` process: `kill -9` it at random
+//! moments (at least ten times, each while work remains) during a run over more than 100 000
+//! demo events, restart it each time, and at the end its read models equal those of a clean
+//! run over the same log, row for row — before and after `clientlog reevaluate` at a later
+//! time. Runs against the embedded read store, and against PostgreSQL when
+//! `CLIENTLOG_TEST_DATABASE_URL` is set.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clientlog_readstore::test_support::{Backend, TestStore};
+use clientlog_readstore::ReadStore;
+use rand::{Rng, SeedableRng};
+
+/// Every verdict is evaluated as of 2026-01-01 (the demo history covers 2024–2025).
+const AS_OF: &str = "2026-01-01";
+/// The later re-evaluation.
+const LATER: &str = "2026-07-01";
+const KILLS: usize = 10;
+
+fn clientlog() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clientlog"))
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clientlog");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn store_args(command: &mut Command, data: &Path, store: &TestStore) {
+    command.arg("--data").arg(data);
+    if let Some(url) = &store.url {
+        command.arg("--database-url").arg(url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_sqlite() {
+    kill_9_and_restart("projector_restarts::kill_9_sqlite", Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_postgres() {
+    kill_9_and_restart("projector_restarts::kill_9_postgres", Backend::Postgres).await;
+}
+
+async fn kill_9_and_restart(test: &str, backend: Backend) {
+    let Some(killed) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(clean) = TestStore::new(test, backend).await else {
+        return;
+    };
+    // One log, copied into both data directories, so both runs read the same bytes with the
+    // same positions and recorded_at.
+    let demo = killed.dir().join("demo.ndjson");
+    run_ok(
+        clientlog()
+            .args([
+                "demo",
+                "--customers",
+                "3450",
+                "--months",
+                "24",
+                "--seed",
+                "3",
+            ])
+            .arg("--out")
+            .arg(&demo),
+    );
+    run_ok(
+        clientlog()
+            .arg("append")
+            .arg(&demo)
+            .arg("--data")
+            .arg(killed.dir()),
+    );
+    for file in ["events.db", "events.db-wal"] {
+        let from = killed.dir().join(file);
+        if from.exists() {
+            std::fs::copy(&from, clean.dir().join(file)).expect("copy the log");
+        }
+    }
+    let end = {
+        let log = clientlog_eventlog::SqliteLog::open_path(killed.dir().join("events.db"))
+            .await
+            .expect("open log");
+        let end = clientlog_eventlog::EventLog::high_water_marks(&log)
+            .await
+            .expect("hwm")[&0]
+            - 1;
+        log.close().await;
+        end
+    };
+    assert!(end >= 100_000, "only {end} events in the log");
+
+    let seed: u64 = std::env::var("CLIENTLOG_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{test}: seed {seed} (set CLIENTLOG_TEST_SEED to repeat)");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+
+    // Kill at random moments until ten kills hit a projector with work left.
+    let mut kills_mid_run = 0;
+    let mut restarts = 0;
+    let mut progress = Vec::new();
+    while kills_mid_run < KILLS {
+        restarts += 1;
+        assert!(
+            restarts < 200,
+            "the projector makes no progress: {progress:?}"
+        );
+        let batch = rng.gen_range(200..3000).to_string();
+        let mut command = clientlog();
+        command.args(["projector", "--as-of", AS_OF, "--reevaluate-every", "0"]);
+        command.args(["--batch-size", &batch, "--batch-wait-ms", "20"]);
+        store_args(&mut command, killed.dir(), &killed);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn projector");
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..3000))).await;
+        // SIGKILL: no chance to finish a batch or close anything.
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        let store = killed.open().await.expect("open store");
+        let version = store
+            .live_version()
+            .await
+            .expect("version")
+            .map(|v| v.version);
+        let done = match version {
+            Some(v) => store
+                .checkpoints(v)
+                .await
+                .expect("checkpoints")
+                .get(&0)
+                .copied(),
+            None => None,
+        };
+        store.close().await;
+        progress.push(done.unwrap_or(0));
+        if done.unwrap_or(0) < end {
+            kills_mid_run += 1;
+        } else {
+            panic!(
+                "the projector finished before {KILLS} kills ({kills_mid_run} so far); \
+                 progress {progress:?}"
+            );
+        }
+    }
+    eprintln!("{test}: checkpoints after each kill: {progress:?}");
+    assert!(
+        progress.windows(2).any(|w| w[1] > w[0]),
+        "no progress between kills"
+    );
+
+    // Finish the killed run, and make a clean one.
+    for store in [&killed, &clean] {
+        let mut command = clientlog();
+        command.args(["projector", "--as-of", AS_OF, "--until-caught-up"]);
+        command.args(["--reevaluate-every", "0"]);
+        store_args(&mut command, store.dir(), store);
+        run_ok(&mut command);
+    }
+    compare(&killed, &clean, end).await;
+
+    // Time moves on: the same re-evaluation on both gives the same rows again.
+    for store in [&killed, &clean] {
+        let mut command = clientlog();
+        command.args(["reevaluate", "--as-of", LATER]);
+        store_args(&mut command, store.dir(), store);
+        run_ok(&mut command);
+    }
+    compare(&killed, &clean, end).await;
+
+    killed.cleanup().await;
+    clean.cleanup().await;
+}
+
+async fn compare(killed: &TestStore, clean: &TestStore, end: i64) {
+    let a: ReadStore = killed.open().await.expect("open killed store");
+    let b: ReadStore = clean.open().await.expect("open clean store");
+    let version = |s: ReadStore| async move {
+        s.live_version()
+            .await
+            .expect("version")
+            .expect("a live version")
+            .version
+    };
+    let (va, vb) = (version(a.clone()).await, version(b.clone()).await);
+    let sa = a.snapshot(va).await.expect("snapshot killed");
+    let sb = b.snapshot(vb).await.expect("snapshot clean");
+    assert_eq!(sa.checkpoints.get(&0), Some(&end));
+    assert_eq!(
+        sa.events.len() as i64,
+        end,
+        "every event applied exactly once"
+    );
+    assert_eq!(sa.customers.len(), sb.customers.len());
+    // Field-by-field first, for a readable failure; then everything.
+    for (x, y) in sa.customers.iter().zip(&sb.customers) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(sa.transitions.len(), sb.transitions.len());
+    assert_eq!(sa, sb);
+    assert!(a.verify_chains().await.expect("verify").is_empty());
+    a.close().await;
+    b.close().await;
+}
