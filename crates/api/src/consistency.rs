@@ -46,7 +46,7 @@ impl ConsistencyToken {
 
     pub fn decode(token: &str) -> Option<Self> {
         let hex = token.strip_prefix("c1.")?;
-        if hex.len() % 2 != 0 || hex.len() > 4096 {
+        if !hex.len().is_multiple_of(2) || hex.len() > 4096 {
             return None;
         }
         let bytes = (0..hex.len())

@@ -446,7 +446,7 @@ fn encode_cursor(value: &Value) -> String {
 
 fn decode_cursor(cursor: &str) -> Result<Value, ApiError> {
     let bad = || ApiError::param("cursor", "not a cursor this API gave out");
-    if cursor.len() % 2 != 0 || cursor.len() > 2048 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 2048 {
         return Err(bad());
     }
     let bytes = (0..cursor.len())
