@@ -759,3 +759,97 @@ async fn serve_demo_loads_customers_and_prints_working_curl_lines() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn api_alone_serves_what_a_projector_wrote_and_shuts_down_cleanly() {
+    let store = sqlite_store("api_alone").await;
+    {
+        let mut server = serve(&store, &[]);
+        let token = append(&server, &[registered("AL-1", "Alone Ltd", "R-5")]).await;
+        let card = server
+            .call(
+                "GET",
+                "/v1/customers/AL-1",
+                None,
+                &[("X-Consistency-Token", &token)],
+                None,
+            )
+            .await;
+        assert_eq!(card.status, 200, "{}", card.text);
+        // SIGTERM: in-flight work finishes, the process exits 0.
+        assert!(server.terminate().success());
+    }
+    let log = std::fs::read_to_string(store.dir().join("serve.log")).unwrap();
+    assert!(log.contains("clientlog: stopped"), "{log}");
+
+    // `clientlog api` alone: reads what the projector wrote; appends go to the log but nothing
+    // projects them, so a strict wait for them answers 504.
+    let server = start(
+        &store,
+        "api",
+        &[
+            "--consistency-wait-ms",
+            "200",
+            "--max-body-bytes",
+            "4096",
+            "--cors-origin",
+            "https://crm.example",
+        ],
+    );
+    let card = server.get("/v1/customers/AL-1").await;
+    assert_eq!(card.status, 200, "{}", card.text);
+    assert_eq!(card.body["customer"]["name"], "Alone Ltd");
+    let token = append(&server, &[purchase_json("AL-1", 1)]).await;
+    let strict = server
+        .call(
+            "GET",
+            "/v1/customers/AL-1",
+            None,
+            &[
+                ("X-Consistency-Token", &token),
+                ("X-Consistency-Strict", "true"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(strict.status, 504, "{}", strict.text);
+    let ready = server.get("/readyz").await;
+    assert_eq!(ready.status, 200, "one event of lag is under the threshold");
+
+    // Limits: the body size.
+    let big = format!("[{}]", vec![purchase_json("AL-1", 2); 20].join(","));
+    let answer = server.post_json("/v1/events", &big).await;
+    assert_eq!(answer.status, 413, "{}", answer.text);
+    assert_eq!(assert_error_body(&answer), "payload_too_large");
+
+    // CORS for the configured origin only.
+    let preflight = server
+        .call(
+            "OPTIONS",
+            "/v1/customers",
+            None,
+            &[
+                ("Origin", "https://crm.example"),
+                ("Access-Control-Request-Method", "GET"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        preflight
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://crm.example")
+    );
+    let other = server
+        .call(
+            "GET",
+            "/v1/customers",
+            None,
+            &[("Origin", "https://evil.example")],
+            None,
+        )
+        .await;
+    assert!(!other.headers.contains_key("access-control-allow-origin"));
+}

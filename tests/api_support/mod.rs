@@ -29,15 +29,20 @@ impl Drop for Server {
 
 /// Starts `clientlog serve` on 127.0.0.1:0 with `extra` flags; the read store is `store`'s.
 pub fn serve(store: &TestStore, extra: &[&str]) -> Server {
+    let mut flags = vec!["--reevaluate-every", "0"];
+    flags.extend_from_slice(extra);
+    start(store, "serve", &flags)
+}
+
+/// Starts `clientlog COMMAND --data DIR --listen 127.0.0.1:0 [--database-url …] EXTRA`.
+pub fn start(store: &TestStore, command: &str, extra: &[&str]) -> Server {
     let data = store.dir().to_str().expect("utf-8 temp dir").to_string();
     let mut args: Vec<String> = vec![
-        "serve".into(),
+        command.into(),
         "--data".into(),
         data.clone(),
         "--listen".into(),
         "127.0.0.1:0".into(),
-        "--reevaluate-every".into(),
-        "0".into(),
     ];
     if let Some(url) = &store.url {
         args.push("--database-url".into());
@@ -93,6 +98,14 @@ pub struct Answer {
 }
 
 impl Server {
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for clientlog")
+    }
+
     pub async fn call(
         &self,
         method: &str,
