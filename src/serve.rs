@@ -80,11 +80,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .start(config, shutdown.clone().cancelled_owned())
         .await?;
     println!("clientlog: API listening on http://{address}");
-    if let Some(customer) = demo_customer {
-        print_tries(&address.to_string(), &customer, &projector, &log, &auth).await;
-    }
-
-    let served = serve.await;
+    // The API answers while the demo's hints wait for the projector to catch up.
+    let tries = async {
+        if let Some(customer) = demo_customer {
+            let address = address.to_string();
+            tokio::select! {
+                () = print_tries(&address, &customer, &projector, &log, &auth) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    };
+    let (served, ()) = tokio::join!(serve, tries);
     shutdown.cancel();
     let projected = projecting.await.context("while stopping the projector")?;
     signals
