@@ -1,0 +1,161 @@
+//! The projector on Kafka (tansu in CI, `CLIENTLOG_TEST_KAFKA`): duplicates that Kafka keeps
+//! change nothing, a restart seeks to checkpoint + 1 per partition, and the read models equal
+//! those built from the embedded log with the same events (up to log positions and recorded_at,
+//! which are each log's own).
+
+use std::time::Duration;
+
+use clientlog_demo::{Config, Generator, YearMonth};
+use clientlog_domain::Policies;
+use clientlog_eventlog::test_support::{service, unique_name, KAFKA};
+use clientlog_eventlog::{AppendEvent, EventLog, KafkaConfig, KafkaLog, SqliteLog};
+use clientlog_projector::{Clock, Projector, ProjectorConfig, RunStats};
+use clientlog_readstore::test_support::{Backend, TestStore};
+use clientlog_readstore::{Cause, Snapshot};
+use tokio_util::sync::CancellationToken;
+
+const AS_OF: i64 = 1_767_225_600;
+
+async fn run<L: EventLog>(projector: &Projector, log: &L) -> RunStats {
+    let config = ProjectorConfig {
+        batch_size: 700,
+        batch_wait: Duration::from_millis(50),
+        reevaluate_every: None,
+        clock: Clock::Fixed(AS_OF),
+        until_caught_up: true,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        projector.run(log, &config, CancellationToken::new()),
+    )
+    .await
+    .expect("caught up within two minutes")
+    .expect("run")
+}
+
+/// The snapshot without what differs between two logs: positions and recorded_at.
+fn without_positions(mut s: Snapshot) -> Snapshot {
+    for c in &mut s.customers {
+        c.log_partition = 0;
+        c.log_offset = 0;
+    }
+    for e in &mut s.events {
+        e.log_partition = 0;
+        e.log_offset = 0;
+        e.recorded_at = 0;
+    }
+    for t in &mut s.transitions {
+        if let Cause::Event {
+            log_partition,
+            log_offset,
+            ..
+        } = &mut t.cause
+        {
+            *log_partition = 0;
+            *log_offset = 0;
+        }
+    }
+    s.checkpoints.clear();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_duplicates_change_nothing_and_restarts_seek_to_the_checkpoint() {
+    let test = "kafka_duplicates_change_nothing_and_restarts_seek_to_the_checkpoint";
+    let Some(brokers) = service(test, KAFKA) else {
+        return;
+    };
+    let kafka = KafkaLog::connect(KafkaConfig {
+        partitions: 3,
+        ..KafkaConfig::new(brokers).with_topic(unique_name("projector"))
+    })
+    .await
+    .expect("connect");
+    let Some(a) = TestStore::new(test, Backend::Sqlite).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, Backend::Sqlite).await else {
+        return;
+    };
+    let embedded = SqliteLog::open_path(b.dir().join("events.db"))
+        .await
+        .expect("embedded log");
+
+    let mut generator = Generator::new(Config {
+        customers: 40,
+        months: 6,
+        seed: 21,
+        start: YearMonth::new(2025, 7).expect("month"),
+    })
+    .expect("generator");
+    let mut months: Vec<Vec<AppendEvent>> = Vec::new();
+    while let Some(batch) = generator.next_batch() {
+        months.push(batch.iter().map(AppendEvent::from_event).collect());
+    }
+    let (first, second) = months.split_at(months.len() / 2);
+
+    // Kafka refuses a repeat only within one batch; the embedded log refuses every repeat.
+    // What Kafka holds beyond the embedded log are copies the projector must skip.
+    let stored = |outcomes: Vec<clientlog_eventlog::AppendOutcome>| {
+        outcomes.iter().filter(|o| !o.is_duplicate()).count() as u64
+    };
+    let (mut in_kafka, mut in_embedded) = (0u64, 0u64);
+    for month in first {
+        in_kafka += stored(kafka.append(month).await.expect("append"));
+        in_embedded += stored(embedded.append(month).await.expect("append"));
+        // The same events again in another batch: Kafka keeps the copies.
+        let again: Vec<AppendEvent> = month.iter().step_by(5).cloned().collect();
+        in_kafka += stored(kafka.append(&again).await.expect("append again"));
+    }
+    let duplicates = in_kafka - in_embedded;
+    assert!(duplicates > 20, "too few copies: {duplicates}");
+    let store_a = a.open().await.expect("store");
+    let store_b = b.open().await.expect("store");
+    let on_kafka = Projector::new(store_a.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    let on_embedded = Projector::new(store_b.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    let stats = run(&on_kafka, &kafka).await;
+    assert_eq!(stats.duplicates, duplicates);
+    run(&on_embedded, &embedded).await;
+    let checkpoints = store_a.checkpoints(on_kafka.version()).await.expect("cp");
+    assert!(
+        checkpoints.len() > 1,
+        "events on several partitions: {checkpoints:?}"
+    );
+
+    // More events, then a restart: it reads only what is past the checkpoints.
+    let (mut more, mut new) = (0u64, 0u64);
+    for month in second {
+        more += stored(kafka.append(month).await.expect("append"));
+        new += stored(embedded.append(month).await.expect("append"));
+    }
+    let restarted = Projector::new(store_a.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    let stats = run(&restarted, &kafka).await;
+    assert_eq!(
+        stats.records, more,
+        "a restart re-reads nothing before its checkpoints"
+    );
+    assert_eq!(stats.applied, new);
+    run(&on_embedded, &embedded).await;
+
+    let sa = store_a
+        .snapshot(on_kafka.version())
+        .await
+        .expect("snapshot");
+    let sb = store_b
+        .snapshot(on_embedded.version())
+        .await
+        .expect("snapshot");
+    assert_eq!(sa.events.len(), sb.events.len());
+    assert_eq!(without_positions(sa), without_positions(sb));
+    assert!(store_a.verify_chains().await.expect("verify").is_empty());
+
+    embedded.close().await;
+    store_a.close().await;
+    store_b.close().await;
+}
