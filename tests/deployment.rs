@@ -114,7 +114,14 @@ fn compose_file_is_valid_and_its_variables_drive_the_binary() {
         String::from_utf8_lossy(&output.stderr)
     );
     let services = services(&String::from_utf8_lossy(&output.stdout));
-    for name in ["kafka", "postgres", "projector-1", "projector-2", "api", "token-init"] {
+    for name in [
+        "kafka",
+        "postgres",
+        "projector-1",
+        "projector-2",
+        "api",
+        "token-init",
+    ] {
         assert!(services.contains_key(name), "service {name} is missing");
     }
     assert!(services["kafka"]
