@@ -49,7 +49,7 @@ const ROWS_PER_INSERT: usize = 1000;
 /// How many times the writer yields to gather more requests into a commit group.
 const GATHER_ROUNDS: usize = 4;
 /// Rows fetched per query by a reader.
-const READ_PAGE: i64 = 1024;
+const READ_PAGE: i64 = 4096;
 
 /// Where and how to open the embedded log.
 #[derive(Debug, Clone)]
