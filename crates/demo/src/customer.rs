@@ -192,7 +192,11 @@ impl Emitter<'_> {
         actor: Option<&Actor>,
         data: EventData,
     ) {
-        let id = EventId(uuid::Builder::from_random_bytes(rng.gen()).into_uuid());
+        // UUIDv7 from the business time and the customer's random stream: deterministic, and
+        // time-ordered so that the log's unique index on ids grows at its end (random v4 ids
+        // dirty a different index page per event and append several times slower).
+        let millis = u64::try_from(t).unwrap_or(0).saturating_mul(1000);
+        let id = EventId(uuid::Builder::from_unix_timestamp_millis(millis, &rng.gen()).into_uuid());
         let time = OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         self.out.push((
             t,
