@@ -12,17 +12,24 @@ use clientlog_readstore::{ReadStore, StoreConfig};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
+/// Global, so that `clientlog dead-letters list --data DIR` works as well as
+/// `clientlog dead-letters --data DIR list`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Data directory: the embedded log is `DIR/events.db`, the embedded read store
     /// `DIR/readstore.db`.
-    #[arg(long, value_name = "DIR", default_value = "./data")]
+    #[arg(long, value_name = "DIR", default_value = "./data", global = true)]
     pub data: PathBuf,
     /// Keep the read models in PostgreSQL instead of `DIR/readstore.db`.
-    #[arg(long, value_name = "URL", env = "CLIENTLOG_DATABASE_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CLIENTLOG_DATABASE_URL",
+        global = true
+    )]
     pub database_url: Option<String>,
     /// Directory with grading.toml, lifecycle.toml and churn.toml (default: the shipped ones).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub policies: Option<PathBuf>,
 }
 
