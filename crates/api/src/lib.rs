@@ -13,6 +13,7 @@
 //!   in `X-Consistency-Token` waits (bounded) until the projector's checkpoints cover it.
 
 pub mod auth;
+mod changes;
 mod consistency;
 pub mod error;
 mod metrics;
@@ -32,6 +33,7 @@ use clientlog_domain::Policies;
 use clientlog_eventlog::AnyLog;
 use clientlog_readstore::{ReadStore, StoreConfig};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::{Auth, Scope, TokenFile};
@@ -109,6 +111,9 @@ pub(crate) struct AppState {
     pub metrics: metrics::Metrics,
     pub ready_max_lag: i64,
     pub version: consistency::VersionCache,
+    /// Fires when shutdown begins, so long polls answer and event streams end (graceful
+    /// shutdown waits for every open response).
+    pub shutdown: CancellationToken,
 }
 
 pub(crate) type State = Arc<AppState>;
@@ -144,7 +149,13 @@ pub async fn build(
         ready_max_lag: config.ready_max_lag,
         version: consistency::VersionCache::default(),
         limits: config.limits,
+        shutdown: CancellationToken::new(),
     });
+    let stopping = state.shutdown.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     let mut router = routes::router()
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::new());

@@ -237,6 +237,32 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/changes",
+        scope: Some(Scope::Read),
+        summary: "Customers whose read model changed, in order, each with its cursor. JSON: a long \
+                  poll that answers at once when there are changes after the cursor, else waits up \
+                  to `wait` and answers an empty page with the same cursor. With `Accept: \
+                  text/event-stream`: Server-Sent Events, one `customer` event per change with \
+                  `id:` = its cursor, resumable with `Last-Event-ID`; a `reset` event (or \
+                  `\"reset\": true`) when a new projection version went live and the feed starts over.",
+        params: &[
+            q("after", "string", "A cursor from a previous answer (next_cursor, or an event id); `now` for only later changes; absent: from the start."),
+            q("limit", "integer", "Most changes in a JSON page, 1 to 500 (default 100)."),
+            q("wait", "string", "How long a JSON request waits for a change: 30s, 500ms, 2m (default 0, capped at 60s and below the request timeout)."),
+            Param {
+                name: "Last-Event-ID",
+                location: In::Header,
+                schema: "string",
+                description: "The id of the last event an event stream delivered: resume after it (wins over `after`).",
+            },
+        ],
+        body: &[],
+        ok: &[200],
+        errors: &[400],
+        handler: || get(crate::changes::changes),
+    },
+    Route {
+        method: "get",
         path: "/healthz",
         scope: None,
         summary: "Liveness: the process answers.",

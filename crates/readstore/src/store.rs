@@ -17,16 +17,30 @@ use sqlx::{Postgres, QueryBuilder, Row, Sqlite, Transaction};
 use crate::error::{db, StoreError};
 use crate::model::*;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "read models",
-    include_str!("../../../projections/migrations/sqlite/0001_read_models.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "read models",
-    include_str!("../../../projections/migrations/postgres/0001_read_models.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read models",
+        include_str!("../../../projections/migrations/sqlite/0001_read_models.sql"),
+    ),
+    (
+        2,
+        "customer changes",
+        include_str!("../../../projections/migrations/sqlite/0002_customer_changes.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read models",
+        include_str!("../../../projections/migrations/postgres/0001_read_models.sql"),
+    ),
+    (
+        2,
+        "customer changes",
+        include_str!("../../../projections/migrations/postgres/0002_customer_changes.sql"),
+    ),
+];
 
 /// Bound parameters per statement: below SQLite's 32 766 and PostgreSQL's 65 535.
 const MAX_PARAMS: usize = 32_000;
@@ -1171,6 +1185,35 @@ impl StoreTx {
                     set.push(format_args!("{column} = excluded.{column}"));
                 }
                 q.build().execute(&mut **c).await.map_err(db("writing customers"))?;
+            }
+
+            // The change feed: every customer written here moves to the end of its version's
+            // feed. The version's write lock is held, so no other writer takes these seqs.
+            if !batch.customers.is_empty() {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT MAX(seq) FROM customer_changes WHERE version = ",
+                );
+                q.push_bind(version);
+                let last: Option<i64> = q
+                    .build()
+                    .fetch_one(&mut **c)
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db("reading the change feed's end"))?;
+                let first = last.unwrap_or(0) + 1;
+                for (n, chunk) in batch.customers.chunks(MAX_PARAMS / 3).enumerate() {
+                    let base = first + (n * (MAX_PARAMS / 3)) as i64;
+                    let mut q = QueryBuilder::<Db>::new(
+                        "INSERT INTO customer_changes (version, customer_id, seq) ",
+                    );
+                    q.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
+                        b.push_bind(version)
+                            .push_bind(row.customer_id.as_str())
+                            .push_bind(base + i as i64);
+                    });
+                    q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq");
+                    q.build().execute(&mut **c).await.map_err(db("writing the change feed"))?;
+                }
             }
 
             for chunk in batch.states.chunks(MAX_PARAMS / 4) {
