@@ -9,6 +9,7 @@ mod dead_letters;
 mod demo;
 mod projector;
 mod reevaluate;
+mod replay;
 mod serve;
 mod store_args;
 mod token;
@@ -39,6 +40,8 @@ enum Command {
     Api(api::Args),
     /// Manage API bearer tokens (stored hashed).
     Token(token::Args),
+    /// A customer's verdict as of business time T from the events recorded by T2, as JSON.
+    Replay(replay::Args),
 }
 
 #[tokio::main]
@@ -53,5 +56,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Api(args) => api::run(args).await,
         Command::Token(args) => token::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }

@@ -105,6 +105,9 @@ pub enum BuildError {
 pub(crate) struct AppState {
     pub log: AnyLog,
     pub reader: reader::Reader,
+    /// The read store's own pool, for the shared read-side functions of the projector crate
+    /// (as-of replay, what-if simulation).
+    pub store: ReadStore,
     pub policies: Policies,
     pub auth: Auth,
     pub limits: Limits,
@@ -131,11 +134,9 @@ pub async fn build(
         return Err(BuildError::OpenOnNetwork(address));
     }
     // Migrations are idempotent; the projector may not have run yet.
-    ReadStore::open(&config.store)
+    let store = ReadStore::open(&config.store)
         .await
-        .map_err(BuildError::Store)?
-        .close()
-        .await;
+        .map_err(BuildError::Store)?;
     let reader = reader::Reader::connect(&config.store, 8)
         .await
         .map_err(BuildError::Reader)?;
@@ -143,6 +144,7 @@ pub async fn build(
     let state = Arc::new(AppState {
         log: config.log,
         reader: reader.clone(),
+        store: store.clone(),
         policies: config.policies,
         auth: config.auth,
         metrics: metrics::Metrics::default(),
@@ -174,6 +176,7 @@ pub async fn build(
     Ok((address, async move {
         let result = serve.await;
         reader.close().await;
+        store.close().await;
         result
     }))
 }

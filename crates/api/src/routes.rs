@@ -139,8 +139,16 @@ pub static ROUTES: &[Route] = &[
         method: "get",
         path: "/v1/customers/{id}",
         scope: Some(Scope::Read),
-        summary: "The customer card (grade, stage, risk with reasons), its lineage and the log position it reflects.",
-        params: &[ID, CONSISTENCY, STRICT],
+        summary: "The customer card (grade, stage, risk with reasons), its lineage and the log position it reflects. \
+                  With as_of/known_at (scope audit): the card replayed from the audit copy at business time as_of \
+                  from the events recorded by known_at.",
+        params: &[
+            ID,
+            q("as_of", "string", "Replay: business time of the verdict (RFC 3339, YYYY-MM-DD or Unix seconds); needs scope audit."),
+            q("known_at", "string", "Replay: only events recorded by then (RFC 3339 with fractions, YYYY-MM-DD or Unix seconds); needs scope audit."),
+            CONSISTENCY,
+            STRICT,
+        ],
         body: &[],
         ok: &[200],
         errors: &[400, 404, 504],
@@ -772,13 +780,16 @@ async fn get_customer(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    s.auth.check(&headers, Scope::Read)?;
-    let mut params = Params::parse(&uri)?;
-    if params.take("as_of")?.is_some() || params.take("known_at")?.is_some() {
-        return Err(ApiError::invalid(
-            "as_of/known_at replay is not available in this version",
-            vec![Detail::new("query.as_of", "not supported yet")],
-        ));
+    // `as_of`/`known_at` answer from a replay of the audit copy: the `audit` scope.
+    let replaying = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv.split('=').next(), Some("as_of" | "known_at")))
+    });
+    s.auth
+        .check(&headers, if replaying { Scope::Audit } else { Scope::Read })?;
+    let params = Params::parse(&uri)?;
+    if replaying {
+        return replay_customer(&s, &id, &headers, params).await;
     }
     params.finish()?;
     check_id("customer", &id)?;
@@ -831,6 +842,47 @@ async fn get_customer(
         projection_version: version,
     };
     Ok(with_freshness(Json(answer).into_response(), &fresh))
+}
+
+/// `GET /v1/customers/{id}?as_of=T&known_at=T2`: the verdict at business time T from the
+/// events recorded by T2, by the replay `clientlog replay` uses.
+async fn replay_customer(
+    s: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    mut params: Params,
+) -> Result<Response, ApiError> {
+    use clientlog_projector::replay::{self, ReplayAt, ReplayError};
+    let as_of = params.time("as_of")?;
+    let known_at = match params.take("known_at")? {
+        None => None,
+        Some(v) => Some(replay::parse_known_at(&v).map_err(|_| {
+            ApiError::param("known_at", "must be RFC 3339, YYYY-MM-DD or Unix seconds")
+        })?),
+    };
+    params.finish()?;
+    check_id("customer", id)?;
+    let fresh = settle(s, headers).await?;
+    let at = ReplayAt {
+        as_of: as_of.unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp()),
+        known_at_nanos: known_at,
+    };
+    let answer = replay::replay_customer(&s.store, id, &s.policies, at)
+        .await
+        .map_err(|err| match err {
+            ReplayError::CustomerId(_) => ApiError::invalid(
+                "invalid customer id",
+                vec![Detail::new("path.customer", "not a valid customer id")],
+            ),
+            other => ApiError::internal(other),
+        })?;
+    if answer.events_total == 0 {
+        return Err(ApiError::NotFound(format!("no customer {id:?}")));
+    }
+    Ok(with_freshness(
+        Json(answer.to_json()).into_response(),
+        &fresh,
+    ))
 }
 
 /// A list sort: the key expression, its direction, and which summary column holds it.

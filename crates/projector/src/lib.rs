@@ -19,8 +19,10 @@
 //! * Shutdown: when the token passed to [`Projector::run`] fires, the batch in progress is
 //!   committed and the loop returns.
 
+pub mod analysis;
 mod dead_letters;
 pub mod fold;
+pub mod replay;
 mod worker;
 
 pub use dead_letters::{resolve_dead_letter, Resolution, Resolve};

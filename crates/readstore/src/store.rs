@@ -1340,3 +1340,5 @@ impl StoreTx {
         })
     }
 }
+mod audit;
+pub use audit::GradeRow;

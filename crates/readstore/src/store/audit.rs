@@ -1,0 +1,143 @@
+//! Read-side queries for auditors and analysts: one customer's audit copy (replay), the audit
+//! copies of a page of customers (export as of a time), and keyset pages of the customer rows
+//! (export, what-if simulation). Every query pages or names its customers, so a caller walks a
+//! store of any size in constant memory.
+
+use futures::TryStreamExt as _;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+
+use super::{customer_of, hash32, id16, Backend, ReadStore, CUSTOMER_SELECT, LOOKUP_CHUNK};
+use crate::error::{db, StoreError};
+use crate::model::{AuditRow, CustomerRow};
+
+const AUDIT_SELECT: &str = "SELECT customer_id, seq, event_id, log_partition, log_offset, \
+     event_type, occurred_at, recorded_at, bytes, hash FROM customer_events";
+
+/// What what-if grading reads of a customer: its current grade and score and the card JSON,
+/// whose `grade_inputs` are re-graded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradeRow {
+    pub customer_id: String,
+    pub grade: String,
+    pub score: f64,
+    pub card: String,
+}
+
+fn audit_of<R: Row>(r: &R) -> Result<AuditRow, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let e = || db("reading the audit copy");
+    let partition: i64 = r.try_get(3).map_err(e())?;
+    Ok(AuditRow {
+        customer_id: r.try_get(0).map_err(e())?,
+        seq: r.try_get(1).map_err(e())?,
+        event_id: id16(r.try_get(2).map_err(e())?)?,
+        log_partition: partition as i32,
+        log_offset: r.try_get(4).map_err(e())?,
+        event_type: r.try_get(5).map_err(e())?,
+        occurred_at: r.try_get(6).map_err(e())?,
+        recorded_at: r.try_get(7).map_err(e())?,
+        bytes: r.try_get(8).map_err(e())?,
+        hash: hash32(r.try_get(9).map_err(e())?)?,
+    })
+}
+
+impl ReadStore {
+    /// One customer's audit copy in chain (log) order; empty if the customer has none.
+    pub async fn customer_events(&self, customer_id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(AUDIT_SELECT);
+            q.push(" WHERE customer_id = ").push_bind(customer_id).push(" ORDER BY seq");
+            q.build()
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading a customer's audit copy"))?
+                .iter()
+                .map(audit_of)
+                .collect()
+        })
+    }
+
+    /// The audit copies of `customers`, ordered by customer then chain order.
+    pub async fn customer_events_of(
+        &self,
+        customers: &[String],
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in customers.chunks(LOOKUP_CHUNK) {
+            per_backend!(&self.backend, Backend, pool => {
+                let mut q = QueryBuilder::<Db>::new(AUDIT_SELECT);
+                q.push(" WHERE customer_id IN (");
+                let mut ids = q.separated(", ");
+                for id in chunk {
+                    ids.push_bind(id.as_str());
+                }
+                q.push(") ORDER BY customer_id, seq");
+                let mut rows = q.build().fetch(pool);
+                while let Some(r) = rows.try_next().await.map_err(db("reading audit copies"))? {
+                    out.push(audit_of(&r)?);
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` customer rows of `version` with ids after `after`, by id (keyset paging:
+    /// the caller passes the last id of the previous page, `""` for the first).
+    pub async fn customers_page(
+        &self,
+        version: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(CUSTOMER_SELECT);
+            q.push(" WHERE version = ").push_bind(version);
+            q.push(" AND customer_id > ").push_bind(after);
+            q.push(" ORDER BY customer_id LIMIT ").push_bind(limit);
+            q.build()
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading a page of customers"))?
+                .iter()
+                .map(customer_of)
+                .collect()
+        })
+    }
+
+    /// Like [`ReadStore::customers_page`], only what what-if grading needs.
+    pub async fn grade_page(
+        &self,
+        version: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<GradeRow>, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, grade, score, card FROM customers WHERE version = ",
+            );
+            q.push_bind(version);
+            q.push(" AND customer_id > ").push_bind(after);
+            q.push(" ORDER BY customer_id LIMIT ").push_bind(limit);
+            q.build()
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading a page of grades"))?
+                .iter()
+                .map(|r| {
+                    let e = || db("reading a page of grades");
+                    Ok(GradeRow {
+                        customer_id: r.try_get(0).map_err(e())?,
+                        grade: r.try_get(1).map_err(e())?,
+                        score: r.try_get(2).map_err(e())?,
+                        card: r.try_get(3).map_err(e())?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
