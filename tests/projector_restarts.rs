@@ -220,3 +220,79 @@ async fn compare(killed: &TestStore, clean: &TestStore, end: i64) {
     a.close().await;
     b.close().await;
 }
+
+/// SIGTERM: the projector commits the batch in progress, prints its summary and exits 0; what
+/// it reports applied is exactly what the store holds up to its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_batch_and_exits_cleanly() {
+    let test = "projector_restarts::sigterm_finishes_the_batch_and_exits_cleanly";
+    let Some(store) = TestStore::new(test, Backend::Sqlite).await else {
+        return;
+    };
+    let demo = store.dir().join("demo.ndjson");
+    run_ok(
+        clientlog()
+            .args([
+                "demo",
+                "--customers",
+                "1500",
+                "--months",
+                "24",
+                "--seed",
+                "4",
+            ])
+            .arg("--out")
+            .arg(&demo),
+    );
+    run_ok(
+        clientlog()
+            .arg("append")
+            .arg(&demo)
+            .arg("--data")
+            .arg(store.dir()),
+    );
+    let mut command = clientlog();
+    command.args(["projector", "--as-of", AS_OF, "--batch-size", "500"]);
+    store_args(&mut command, store.dir(), &store);
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn projector");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let applied: i64 = stdout
+        .split_whitespace()
+        .zip(stdout.split_whitespace().skip(1))
+        .find(|(_, word)| word.starts_with("applied"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    let reader = store.open().await.expect("open store");
+    let version = reader
+        .live_version()
+        .await
+        .expect("version")
+        .expect("live")
+        .version;
+    let snapshot = reader.snapshot(version).await.expect("snapshot");
+    assert!(applied > 0, "{stdout}");
+    assert_eq!(snapshot.events.len() as i64, applied);
+    assert_eq!(snapshot.checkpoints.get(&0), Some(&applied));
+    reader.close().await;
+}
