@@ -7,6 +7,7 @@ mod api;
 mod append;
 mod dead_letters;
 mod demo;
+mod export;
 mod projector;
 mod reevaluate;
 mod replay;
@@ -42,6 +43,8 @@ enum Command {
     Token(token::Args),
     /// A customer's verdict as of business time T from the events recorded by T2, as JSON.
     Replay(replay::Args),
+    /// Stream every customer card (optionally as of a business time) as CSV or NDJSON.
+    Export(export::Args),
 }
 
 #[tokio::main]
@@ -57,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(args) => api::run(args).await,
         Command::Token(args) => token::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }
