@@ -14,6 +14,7 @@ mod replay;
 mod serve;
 mod store_args;
 mod token;
+mod verify;
 
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
@@ -45,6 +46,8 @@ enum Command {
     Replay(replay::Args),
     /// Stream every customer card (optionally as of a business time) as CSV or NDJSON.
     Export(export::Args),
+    /// Check the audit copy's hash chains and every read-model row against the event log.
+    Verify(verify::Args),
 }
 
 #[tokio::main]
@@ -61,5 +64,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => token::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }

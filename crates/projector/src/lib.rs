@@ -23,6 +23,7 @@ pub mod analysis;
 mod dead_letters;
 pub mod fold;
 pub mod replay;
+pub mod verify;
 mod worker;
 
 pub use dead_letters::{resolve_dead_letter, Resolution, Resolve};
