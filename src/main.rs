@@ -12,6 +12,7 @@ mod projector;
 mod reevaluate;
 mod replay;
 mod serve;
+mod simulate;
 mod store_args;
 mod token;
 mod verify;
@@ -48,6 +49,8 @@ enum Command {
     Export(export::Args),
     /// Check the audit copy's hash chains and every read-model row against the event log.
     Verify(verify::Args),
+    /// What-if grading of every customer under another grading policy (no replay).
+    Simulate(simulate::Args),
 }
 
 #[tokio::main]
@@ -65,5 +68,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
     }
 }

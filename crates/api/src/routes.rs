@@ -1490,50 +1490,19 @@ async fn simulate(
             details: vec![],
         });
     };
-    let mut simulation = clientlog_domain::simulate::Simulation::new(&policy, top);
-    let mut after = String::new();
-    let mut skipped = Vec::new();
-    loop {
-        let mut sql = s
-            .reader
-            .sql("SELECT customer_id, grade, score, card FROM customers WHERE version = ");
-        sql.int(version)
-            .push(" AND customer_id > ")
-            .str(&after)
-            .push(" ORDER BY customer_id LIMIT 2000");
-        let rows = s
-            .reader
-            .rows(&sql, &[Kind::Text, Kind::Text, Kind::Real, Kind::Text])
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last[0].text().unwrap_or_default().to_string();
-        for r in &rows {
-            #[derive(serde::Deserialize)]
-            struct Card {
-                grade_inputs: clientlog_domain::grading::GradeInputs,
-            }
-            let id = r[0].text().unwrap_or_default();
-            let grade = Grade::ALL
-                .into_iter()
-                .find(|g| Some(g.as_str()) == r[1].text());
-            let card = serde_json::from_str::<Card>(r[3].text().unwrap_or("null"));
-            match (grade, card) {
-                (Some(grade), Ok(card)) => {
-                    if let Err(err) = simulation.add(id, grade, r[2].real(), &card.grade_inputs) {
-                        return Err(ApiError::Rejected {
-                            message: err.to_string(),
-                            details: vec![Detail::new(
-                                "$.grading",
-                                "changes the measurement windows; rebuild instead",
-                            )],
-                        });
-                    }
-                }
-                _ => skipped.push(id.to_string()),
-            }
-        }
-    }
-    let report = simulation.finish();
+    let outcome = clientlog_projector::analysis::simulate_store(&s.store, version, &policy, top)
+        .await
+        .map_err(|err| match err {
+            clientlog_projector::analysis::AnalysisError::Incompatible(err) => ApiError::Rejected {
+                message: err.to_string(),
+                details: vec![Detail::new(
+                    "$.grading",
+                    "changes the measurement windows; rebuild instead",
+                )],
+            },
+            clientlog_projector::analysis::AnalysisError::Store(err) => err.into(),
+        })?;
+    let (report, skipped) = (outcome.report, outcome.skipped);
     Ok(projected(
         json!({"report": report, "skipped": skipped.len(), "policy": policy}),
         &fresh,
