@@ -5,11 +5,11 @@
 //! strict wait). Every projected answer says which checkpoints it reflects.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use clientlog_eventlog::Position;
-use tokio::sync::Mutex;
 
 use crate::error::{ApiError, Detail};
 use crate::State;
@@ -79,23 +79,54 @@ pub fn position_header(checkpoints: &BTreeMap<i32, i64>) -> String {
         .join(",")
 }
 
-/// The live projection version, re-read at most every 500 ms (promotion changes it).
+/// How long the live version is reused (promotion changes it).
+const VERSION_TTL: Duration = Duration::from_millis(500);
+/// How long a read of the checkpoints is reused by answers without a consistency token. An
+/// older read is still true of a row read after it (checkpoints only move forward), so it can
+/// only understate what an answer reflects; a token it does not cover is checked afresh.
+const CHECKPOINTS_TTL: Duration = Duration::from_millis(20);
+
+/// The live projection version and its checkpoints, shared by every request so that a read
+/// costs one query (its rows) rather than three. Never held across an await.
 #[derive(Default)]
 pub struct VersionCache {
-    cached: Mutex<Option<(Instant, Option<i64>)>>,
+    version: Mutex<Option<(Instant, Option<i64>)>>,
+    checkpoints: Mutex<Option<(Instant, Option<i64>, Arc<BTreeMap<i32, i64>>)>>,
 }
 
 impl VersionCache {
     pub async fn get(&self, state: &State) -> Result<Option<i64>, ApiError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, version)) = *cached {
-            if at.elapsed() < Duration::from_millis(500) && version.is_some() {
+        if let Some((at, version)) = *self.version.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < VERSION_TTL && version.is_some() {
                 return Ok(version);
             }
         }
         let version = state.reader.live_version().await?;
-        *cached = Some((Instant::now(), version));
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), version));
         Ok(version)
+    }
+
+    /// The live version and its checkpoints as read at most `max_age` ago.
+    async fn checkpoints(
+        &self,
+        state: &State,
+        max_age: Duration,
+    ) -> Result<(Option<i64>, Arc<BTreeMap<i32, i64>>), ApiError> {
+        let version = self.get(state).await?;
+        if let Some((at, v, checkpoints)) =
+            &*self.checkpoints.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            if *v == version && at.elapsed() <= max_age {
+                return Ok((version, checkpoints.clone()));
+            }
+        }
+        let checkpoints = Arc::new(match version {
+            Some(v) => state.reader.checkpoints(v).await?,
+            None => BTreeMap::new(),
+        });
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), version, checkpoints.clone()));
+        Ok((version, checkpoints))
     }
 }
 
@@ -153,12 +184,9 @@ pub async fn settle(state: &State, headers: &HeaderMap) -> Result<Freshness, Api
     };
     let bound = state.limits.consistency_wait;
     let started = Instant::now();
+    let mut max_age = CHECKPOINTS_TTL;
     loop {
-        let version = state.version.get(state).await?;
-        let checkpoints = match version {
-            Some(v) => state.reader.checkpoints(v).await?,
-            None => BTreeMap::new(),
-        };
+        let (version, checkpoints) = state.version.checkpoints(state, max_age).await?;
         let covered = token.as_ref().is_none_or(|t| t.covered_by(&checkpoints));
         if covered || started.elapsed() >= bound {
             if !covered && strict {
@@ -166,11 +194,15 @@ pub async fn settle(state: &State, headers: &HeaderMap) -> Result<Freshness, Api
             }
             return Ok(Freshness {
                 version,
-                checkpoints,
+                checkpoints: Arc::unwrap_or_clone(checkpoints),
                 stale: !covered,
             });
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Waiting for a token: read the checkpoints afresh from now on.
+        if max_age.is_zero() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        max_age = Duration::ZERO;
     }
 }
 

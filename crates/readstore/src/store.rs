@@ -28,6 +28,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "customer changes",
         include_str!("../../../projections/migrations/sqlite/0002_customer_changes.sql"),
     ),
+    (
+        3,
+        "list indexes",
+        include_str!("../../../projections/migrations/sqlite/0003_list_indexes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -39,6 +44,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "customer changes",
         include_str!("../../../projections/migrations/postgres/0002_customer_changes.sql"),
+    ),
+    (
+        3,
+        "list indexes",
+        include_str!("../../../projections/migrations/postgres/0003_list_indexes.sql"),
     ),
 ];
 
