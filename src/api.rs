@@ -12,7 +12,7 @@ use clientlog_eventlog::AnyLog;
 use clientlog_readstore::StoreConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::store_args::{init_tracing, LogArgs, StoreArgs};
+use crate::store_args::{LogArgs, StoreArgs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpArgs {
@@ -126,7 +126,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing();
     let auth = args.http.auth(&args.store)?;
     let log = args.log.open(&args.store).await?;
     let config = args.http.config(&args.store, log.clone(), auth)?;

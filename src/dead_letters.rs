@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clientlog_projector::{resolve_dead_letter, Resolution, Resolve};
 
-use crate::store_args::{init_tracing, parse_time, StoreArgs};
+use crate::store_args::{parse_time, StoreArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,7 +37,6 @@ enum Action {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing();
     let projector = args.store.projector().await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let (id, action, as_of) = match args.action {

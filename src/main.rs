@@ -20,6 +20,9 @@ mod verify;
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
 struct Cli {
+    /// Log lines as human-readable text or as JSON objects.
+    #[arg(long, global = true, value_enum, default_value_t, env = "CLIENTLOG_LOG_FORMAT")]
+    log_format: store_args::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +59,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    store_args::init_tracing(cli.log_format);
     match cli.command {
         Command::Append(args) => append::run(args).await,
         Command::Demo(args) => demo::run(args).await,

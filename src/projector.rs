@@ -8,7 +8,7 @@ use anyhow::Context;
 use clientlog_projector::{Clock, ProjectorConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::store_args::{init_tracing, parse_time, seconds, LogArgs, StoreArgs};
+use crate::store_args::{parse_time, seconds, LogArgs, StoreArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,7 +35,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing();
     let projector = args.store.projector().await?;
     let log = args.log.open(&args.store).await?;
     let config = ProjectorConfig {

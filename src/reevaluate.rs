@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 
-use crate::store_args::{init_tracing, parse_time, StoreArgs};
+use crate::store_args::{parse_time, StoreArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,7 +17,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing();
     let projector = args.store.projector().await?;
     let as_of = args
         .as_of

@@ -15,7 +15,7 @@ use clientlog_projector::{Clock, ProjectorConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::HttpArgs;
-use crate::store_args::{init_tracing, seconds, LogArgs, StoreArgs};
+use crate::store_args::{seconds, LogArgs, StoreArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,7 +43,6 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    init_tracing();
     let auth = args.http.auth(&args.store)?;
     let projector = args.store.projector().await?;
     let log = args.log.open(&args.store).await?;

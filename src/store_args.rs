@@ -119,13 +119,27 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// How logs are written to stderr.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Sets up logging once for every command; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 pub fn seconds(secs: u64) -> Option<Duration> {
