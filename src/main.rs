@@ -21,7 +21,13 @@ mod verify;
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
 struct Cli {
     /// Log lines as human-readable text or as JSON objects.
-    #[arg(long, global = true, value_enum, default_value_t, env = "CLIENTLOG_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "CLIENTLOG_LOG_FORMAT"
+    )]
     log_format: store_args::LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -5,7 +5,13 @@ use std::process::Command;
 
 fn projector_stderr(data: &std::path::Path, format: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_clientlog"))
-        .args(["--log-format", format, "projector", "--until-caught-up", "--data"])
+        .args([
+            "--log-format",
+            format,
+            "projector",
+            "--until-caught-up",
+            "--data",
+        ])
         .arg(data)
         .output()
         .expect("clientlog runs");
@@ -24,5 +30,8 @@ fn json_log_lines_are_json_objects() {
         assert!(value["fields"]["message"].is_string(), "{line}");
     }
     let text = projector_stderr(dir.path(), "text");
-    assert!(text.contains("projector starting") && !text.contains("\"level\""), "{text}");
+    assert!(
+        text.contains("projector starting") && !text.contains("\"level\""),
+        "{text}"
+    );
 }
