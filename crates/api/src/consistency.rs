@@ -86,12 +86,22 @@ const VERSION_TTL: Duration = Duration::from_millis(500);
 /// only understate what an answer reflects; a token it does not cover is checked afresh.
 const CHECKPOINTS_TTL: Duration = Duration::from_millis(20);
 
+/// Per partition, the last projected offset.
+type Checkpoints = Arc<BTreeMap<i32, i64>>;
+
+/// Checkpoints as read at `at` for `version`.
+struct CheckpointRead {
+    at: Instant,
+    version: Option<i64>,
+    checkpoints: Checkpoints,
+}
+
 /// The live projection version and its checkpoints, shared by every request so that a read
 /// costs one query (its rows) rather than three. Never held across an await.
 #[derive(Default)]
 pub struct VersionCache {
     version: Mutex<Option<(Instant, Option<i64>)>>,
-    checkpoints: Mutex<Option<(Instant, Option<i64>, Arc<BTreeMap<i32, i64>>)>>,
+    checkpoints: Mutex<Option<CheckpointRead>>,
 }
 
 impl VersionCache {
@@ -111,21 +121,22 @@ impl VersionCache {
         &self,
         state: &State,
         max_age: Duration,
-    ) -> Result<(Option<i64>, Arc<BTreeMap<i32, i64>>), ApiError> {
+    ) -> Result<(Option<i64>, Checkpoints), ApiError> {
         let version = self.get(state).await?;
-        if let Some((at, v, checkpoints)) =
-            &*self.checkpoints.lock().unwrap_or_else(|e| e.into_inner())
-        {
-            if *v == version && at.elapsed() <= max_age {
-                return Ok((version, checkpoints.clone()));
+        if let Some(read) = &*self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) {
+            if read.version == version && read.at.elapsed() <= max_age {
+                return Ok((version, read.checkpoints.clone()));
             }
         }
         let checkpoints = Arc::new(match version {
             Some(v) => state.reader.checkpoints(v).await?,
             None => BTreeMap::new(),
         });
-        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), version, checkpoints.clone()));
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = Some(CheckpointRead {
+            at: Instant::now(),
+            version,
+            checkpoints: checkpoints.clone(),
+        });
         Ok((version, checkpoints))
     }
 }
