@@ -54,6 +54,16 @@ pub(crate) fn compare_windows(month: Month, n: u8, value: impl Fn(Month) -> u64)
 }
 
 impl GradeInputs {
+    /// Compact binary encoding (postcard) for storing beside the read model.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::state::StateDecodeError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
     /// Measures `state` at day `today` (of month `month`) with the policy's windows.
     pub fn measure(
         state: &CustomerState,

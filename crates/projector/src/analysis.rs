@@ -1,8 +1,9 @@
 //! What-if grading over every stored customer: re-grade each customer's stored `grade_inputs`
-//! (from its card) under another grading policy with [`Simulation`], paging through the
+//! (the compact column beside its card) under another grading policy with [`Simulation`], paging through the
 //! `customers` rows of one projection version by id. `clientlog simulate` and the API's
 //! `POST /v1/simulations` both call [`simulate_store`].
 
+use clientlog_domain::grading::GradeInputs;
 use clientlog_domain::policy::GradingPolicy;
 use clientlog_domain::simulate::{IncompatibleInputs, Simulation, SimulationReport};
 use clientlog_domain::Grade;
@@ -34,10 +35,6 @@ pub async fn simulate_store(
     policy: &GradingPolicy,
     top: usize,
 ) -> Result<SimulationOutcome, AnalysisError> {
-    #[derive(serde::Deserialize)]
-    struct Card {
-        grade_inputs: clientlog_domain::grading::GradeInputs,
-    }
     let mut simulation = Simulation::new(policy, top);
     let mut skipped = Vec::new();
     let mut after = String::new();
@@ -47,9 +44,9 @@ pub async fn simulate_store(
         after.clone_from(&last.customer_id);
         for r in &rows {
             let grade = Grade::ALL.into_iter().find(|g| g.as_str() == r.grade);
-            match (grade, serde_json::from_str::<Card>(&r.card)) {
-                (Some(grade), Ok(card)) => {
-                    simulation.add(&r.customer_id, grade, r.score, &card.grade_inputs)?
+            match (grade, GradeInputs::decode(&r.grade_inputs)) {
+                (Some(grade), Ok(inputs)) => {
+                    simulation.add(&r.customer_id, grade, r.score, &inputs)?
                 }
                 _ => skipped.push(r.customer_id.clone()),
             }

@@ -392,6 +392,7 @@ fn customer_row(
         log_offset,
         events: clamp(card.events),
         evaluated_at: eval.as_of,
+        grade_inputs: v.grade_inputs.encode(),
     }
 }
 

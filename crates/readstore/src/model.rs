@@ -83,6 +83,8 @@ pub struct CustomerRow {
     pub events: i64,
     /// The as_of of the verdict, Unix seconds.
     pub evaluated_at: i64,
+    /// What the grade was computed from (`GradeInputs`, postcard), for what-if simulation.
+    pub grade_inputs: Vec<u8>,
 }
 
 /// A row of `customer_state`.

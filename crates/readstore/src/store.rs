@@ -33,6 +33,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "list indexes",
         include_str!("../../../projections/migrations/sqlite/0003_list_indexes.sql"),
     ),
+    (
+        4,
+        "grade inputs",
+        include_str!("../../../projections/migrations/sqlite/0004_grade_inputs.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -49,6 +54,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "list indexes",
         include_str!("../../../projections/migrations/postgres/0003_list_indexes.sql"),
+    ),
+    (
+        4,
+        "grade inputs",
+        include_str!("../../../projections/migrations/postgres/0004_grade_inputs.sql"),
     ),
 ];
 
@@ -600,8 +610,8 @@ const CUSTOMER_COLUMNS: &str = "customer_id, name, owner, segment, region, chann
      sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
      loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
      grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
-     evaluated_at";
-const CUSTOMER_COLUMN_COUNT: usize = 40;
+     evaluated_at, grade_inputs";
+const CUSTOMER_COLUMN_COUNT: usize = 41;
 const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region, channel, \
      grade, score, stage, stage_since, stage_rule, risk, risk_band, open_complaints, \
      active_contracts, last_purchase_on, last_interaction_on, last_activity_on, currency, \
@@ -609,11 +619,12 @@ const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region,
      sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
      loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
      grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
-     evaluated_at FROM customers";
+     evaluated_at, grade_inputs FROM customers";
 
 fn customer_of<R: Row>(r: &R) -> Result<CustomerRow, StoreError>
 where
     usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -666,6 +677,10 @@ where
         log_offset: r.try_get(37).map_err(e())?,
         events: r.try_get(38).map_err(e())?,
         evaluated_at: r.try_get(39).map_err(e())?,
+        grade_inputs: r
+            .try_get::<Option<Vec<u8>>, _>(40)
+            .map_err(e())?
+            .unwrap_or_default(),
     })
 }
 
@@ -1187,7 +1202,8 @@ impl StoreTx {
                         .push_bind(i64::from(row.log_partition))
                         .push_bind(row.log_offset)
                         .push_bind(row.events)
-                        .push_bind(row.evaluated_at);
+                        .push_bind(row.evaluated_at)
+                        .push_bind(row.grade_inputs.as_slice());
                 });
                 q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET ");
                 let mut set = q.separated(", ");

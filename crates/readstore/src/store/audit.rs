@@ -20,7 +20,8 @@ pub struct GradeRow {
     pub customer_id: String,
     pub grade: String,
     pub score: f64,
-    pub card: String,
+    /// `GradeInputs`, postcard-encoded; empty for rows written before the column existed.
+    pub grade_inputs: Vec<u8>,
 }
 
 fn audit_of<R: Row>(r: &R) -> Result<AuditRow, StoreError>
@@ -118,7 +119,7 @@ impl ReadStore {
     ) -> Result<Vec<GradeRow>, StoreError> {
         per_backend!(&self.backend, Backend, pool => {
             let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, grade, score, card FROM customers WHERE version = ",
+                "SELECT customer_id, grade, score, grade_inputs FROM customers WHERE version = ",
             );
             q.push_bind(version);
             q.push(" AND customer_id > ").push_bind(after);
@@ -134,7 +135,10 @@ impl ReadStore {
                         customer_id: r.try_get(0).map_err(e())?,
                         grade: r.try_get(1).map_err(e())?,
                         score: r.try_get(2).map_err(e())?,
-                        card: r.try_get(3).map_err(e())?,
+                        grade_inputs: r
+                            .try_get::<Option<Vec<u8>>, _>(3)
+                            .map_err(e())?
+                            .unwrap_or_default(),
                     })
                 })
                 .collect()
