@@ -1,7 +1,7 @@
 //! Shared by the API end-to-end tests: runs the real `clientlog` binary on port 0 in a data
 //! directory of its own, reads the address it prints, and talks to it over HTTP.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
