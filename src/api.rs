@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .start(config, shutdown.clone().cancelled_owned())
         .await?;
     println!("clientlog: API listening on http://{address}");
-    let signals = tokio::spawn(crate::serve::cancel_on_signal(shutdown.clone()));
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let served = serve.await;
     shutdown.cancel();
     signals

@@ -12,6 +12,7 @@ mod projector;
 mod reevaluate;
 mod replay;
 mod serve;
+mod signals;
 mod simulate;
 mod store_args;
 mod token;

@@ -45,7 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         until_caught_up: args.until_caught_up,
     };
     let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let result = projector.run(&log, &config, shutdown.clone()).await;
     shutdown.cancel();
     signals
@@ -63,19 +63,5 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stats.held,
         stats.dead_letters
     );
-    Ok(())
-}
-
-/// Fires `shutdown` on SIGTERM or SIGINT; returns when it fired for any reason.
-async fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("while installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("while installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing the batch in progress"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing the batch in progress"),
-        () = shutdown.cancelled() => return Ok(()),
-    }
-    shutdown.cancel();
     Ok(())
 }

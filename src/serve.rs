@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let projecting = {
         let projector = projector.clone();
         let log = log.clone();
@@ -223,18 +223,4 @@ async fn print_tries(
     println!("  curl -s{auth_flag} '{base}/v1/stats'");
     println!("  curl -s{auth_flag} '{base}/openapi.json'");
     println!();
-}
-
-/// Fires `shutdown` on SIGTERM or SIGINT; returns when it fired for any reason.
-pub async fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("while installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("while installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        () = shutdown.cancelled() => return Ok(()),
-    }
-    shutdown.cancel();
-    Ok(())
 }
