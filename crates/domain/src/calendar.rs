@@ -28,6 +28,11 @@ pub fn date_of_day(day: Day) -> Date {
     Date::from_julian_day(day + 2_440_588).unwrap_or(Date::MIN)
 }
 
+/// The day as an ISO-8601 date, `YYYY-MM-DD`.
+pub fn iso_date(day: Day) -> String {
+    crate::event::iso_date::format(&date_of_day(day))
+}
+
 /// The (year, month 1–12, day 1–31) of a day number.
 fn civil_from_days(day: Day) -> (i32, u32, u32) {
     let z = day as i64 + 719_468;

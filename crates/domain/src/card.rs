@@ -4,8 +4,8 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::calendar::{date_of_day, day_of, month_of_day, Day};
-use crate::event::{iso_date, Severity};
+use crate::calendar::{day_of, iso_date, month_of_day, Day};
+use crate::event::Severity;
 use crate::state::CustomerState;
 use crate::values::{Currency, CustomerId};
 use crate::verdict::Verdict;
@@ -60,7 +60,7 @@ pub struct ContractCard {
 }
 
 fn date<S: Serializer>(day: &Day, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&iso_date::format(&date_of_day(*day)))
+    serializer.collect_str(&iso_date(*day))
 }
 
 fn opt_date<S: Serializer>(day: &Option<Day>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::calendar::{date_of_day, day_of, first_day_of_month, month_of_day, Day, Month};
+use crate::calendar::{day_of, first_day_of_month, iso_date, month_of_day, Day, Month};
 use crate::event::{ReassignReason, Severity};
 use crate::grading::{self, compare_windows, round2, GradeInputs};
 use crate::policy::{ChurnPolicy, Factor, LifecyclePolicy, Policies};
@@ -117,7 +117,7 @@ pub struct Verdict {
 }
 
 fn as_date<S: Serializer>(day: &Day, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&crate::event::iso_date::format(&date_of_day(*day)))
+    serializer.collect_str(&iso_date(*day))
 }
 
 /// One factor of the grade.
@@ -174,7 +174,7 @@ impl fmt::Display for FactorDetail {
                 "{recent_minor} in the last {months} complete months against {earlier_minor} in the {months} before"
             ),
             FactorDetail::Assessed { assessed_on: Some(day) } => {
-                write!(f, "assessed on {}", crate::event::iso_date::format(&date_of_day(*day)))
+                write!(f, "assessed on {}", iso_date(*day))
             }
             FactorDetail::Assessed { assessed_on: None } => {
                 f.write_str("never assessed; the policy's default applies")

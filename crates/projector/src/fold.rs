@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use clientlog_domain::calendar::{date_of_day, day_of, Day};
+use clientlog_domain::calendar::{self, day_of};
 use clientlog_domain::state::STATE_FORMAT;
 use clientlog_domain::{evaluate, CustomerCard, CustomerId, CustomerState, Policies, Verdict};
 use clientlog_eventlog::{BadRecord, StoredEvent};
@@ -369,15 +369,15 @@ fn customer_row(
         grade: v.grade.as_str().to_string(),
         score: v.score,
         stage: v.stage.as_str().to_string(),
-        stage_since: iso_date(v.stage_since),
+        stage_since: calendar::iso_date(v.stage_since),
         stage_rule: v.stage_rule.id().to_string(),
         risk: v.risk,
         risk_band: v.risk_band.as_str().to_string(),
         open_complaints: card.open_complaints.len() as i64,
         active_contracts: card.active_contracts.len() as i64,
-        last_purchase_on: card.last_purchase_on.map(iso_date),
-        last_interaction_on: card.last_interaction_on.map(iso_date),
-        last_activity_on: card.last_activity_on.map(iso_date),
+        last_purchase_on: card.last_purchase_on.map(calendar::iso_date),
+        last_interaction_on: card.last_interaction_on.map(calendar::iso_date),
+        last_activity_on: card.last_activity_on.map(calendar::iso_date),
         currency: card.currency.map(|c| c.as_str().to_string()),
         sales_3m_minor: clamp(card.sales_3_months_minor),
         sales_12m_minor: clamp(card.sales_12_months_minor),
@@ -398,16 +398,6 @@ fn customer_row(
 
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn iso_date(day: Day) -> String {
-    let date = date_of_day(day);
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
 }
 
 fn nanos(time: time::OffsetDateTime) -> i64 {
