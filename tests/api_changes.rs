@@ -139,7 +139,7 @@ async fn paging_during_appends(server: &Server) {
         .iter()
         .map(|c| registered(c, &format!("Name {c}"), "R-1"))
         .collect();
-    append(&server, &registrations).await;
+    append(server, &registrations).await;
 
     // A writer appends purchases in small batches while a reader pages with a small limit.
     let writer = {
@@ -197,7 +197,7 @@ async fn paging_during_appends(server: &Server) {
         cursor = Some(page.body["next_cursor"].as_str().unwrap().to_string());
         if writer.as_ref().is_some_and(|w| w.is_finished()) {
             let token = writer.take().unwrap().await.expect("writer");
-            settle(&server, &token).await;
+            settle(server, &token).await;
             final_token = Some(token);
             continue; // drain what was projected up to the last append
         }
@@ -304,7 +304,7 @@ async fn events_deliver_and_resume(server: &Server) {
         .starts_with("text/event-stream"));
 
     append(
-        &server,
+        server,
         &[
             registered("S-1", "One", "R-1"),
             registered("S-2", "Two", "R-1"),
@@ -331,11 +331,11 @@ async fn events_deliver_and_resume(server: &Server) {
     // Changes while disconnected arrive after a reconnect with Last-Event-ID, and nothing
     // delivered before is repeated.
     let token = append(
-        &server,
+        server,
         &[registered("S-4", "Four", "R-2"), purchase_json("S-1", 9)],
     )
     .await;
-    settle(&server, &token).await;
+    settle(server, &token).await;
     let mut resumed = server
         .client
         .get(format!("{url}?after=0-0"))
