@@ -315,7 +315,7 @@ async fn errors_have_one_form(server: &Server) {
         ),
         (
             "GET",
-            "/v1/customers/C-1?as_of=2026-01-01",
+            "/v1/customers/C-1?as_of=yesterday",
             None,
             400,
             "invalid_request",
