@@ -478,6 +478,20 @@ fn encode_cursor(value: &Value) -> String {
     crate::auth::hex(value.to_string().as_bytes())
 }
 
+/// Keeps the first `limit` of `rows` (queried with `limit + 1`) and, if there were more, returns
+/// the cursor of the last row kept.
+fn next_page(
+    rows: &mut Vec<Vec<Val>>,
+    limit: i64,
+    cursor_of: impl Fn(&[Val]) -> Value,
+) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|r| encode_cursor(&cursor_of(r)))
+}
+
 fn decode_cursor(cursor: &str) -> Result<Value, ApiError> {
     let bad = || ApiError::param("cursor", "not a cursor this API gave out");
     if !cursor.len().is_multiple_of(2) || cursor.len() > 2048 {
@@ -1028,21 +1042,16 @@ async fn list_customers(
     };
     sql.args[0] = crate::reader::Arg::Int(version);
     let mut rows = s.reader.rows(&sql, &SUMMARY_KINDS).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| {
-            let mut c = json!({"s": sort_name, "id": r[0].json()});
-            if let Some(col) = column {
-                c["k"] = match &r[col] {
-                    Val::Null => Value::String(String::new()),
-                    v => v.json(),
-                };
-            }
-            encode_cursor(&c)
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut rows, limit, |r| {
+        let mut c = json!({"s": sort_name, "id": r[0].json()});
+        if let Some(col) = column {
+            c["k"] = match &r[col] {
+                Val::Null => Value::String(String::new()),
+                v => v.json(),
+            };
+        }
+        c
+    });
     let customers: Vec<Value> = rows.iter().map(|r| summary_json(r)).collect();
     Ok(projected(
         json!({"customers": customers, "sort": sort_name, "next_cursor": next}),
@@ -1116,13 +1125,7 @@ async fn history(
         Kind::Bytes,
     ];
     let mut rows = s.reader.rows(&sql, &kinds).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| encode_cursor(&json!({"seq": r[0].int()})))
-    } else {
-        None
-    };
+    let next = next_page(&mut rows, limit, |r| json!({"seq": r[0].int()}));
     let events: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -1260,13 +1263,7 @@ async fn timeline(
         Kind::Int,
     ];
     let mut rows = s.reader.rows(&sql, &kinds).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| encode_cursor(&json!({"t": r[0].int()})))
-    } else {
-        None
-    };
+    let next = next_page(&mut rows, limit, |r| json!({"t": r[0].int()}));
     let transitions: Vec<Value> = rows
         .iter()
         .map(|r| {
