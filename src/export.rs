@@ -74,8 +74,15 @@ const TAIL_COLUMNS: [&str; 15] = [
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let What::Customers(args) = args.what;
-    let policies = args.store.load_policies()?;
     let store = args.store.open_store().await?;
+    let given = args.store.load_policies()?;
+    // As of T, the cards are what `replay --as-of T` says: under the policies live at T.
+    let policies = match args.as_of {
+        Some(as_of) => clientlog_projector::replay::policies_live_at(&store, as_of, &given)
+            .await
+            .context("while reading the policies live then")?,
+        None => given,
+    };
     let version = store
         .live_version()
         .await

@@ -9,6 +9,7 @@ mod dead_letters;
 mod demo;
 mod export;
 mod projector;
+mod rebuild;
 mod reevaluate;
 mod replay;
 mod serve;
@@ -17,6 +18,7 @@ mod simulate;
 mod store_args;
 mod token;
 mod verify;
+mod versions;
 
 #[derive(Parser)]
 #[command(name = "clientlog", version, about = "Event-sourced customer ledger")]
@@ -61,6 +63,10 @@ enum Command {
     Verify(verify::Args),
     /// What-if grading of every customer under another grading policy (no replay).
     Simulate(simulate::Args),
+    /// Build a new projection version from the whole log beside the live one, then promote it.
+    Rebuild(rebuild::Args),
+    /// List, promote, drop or compare projection versions.
+    Versions(versions::Args),
 }
 
 #[tokio::main]
@@ -78,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => token::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Rebuild(args) => rebuild::run(args).await,
+        Command::Versions(args) => versions::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
     }

@@ -43,6 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         reevaluate_every: seconds(args.reevaluate_every),
         clock: args.as_of.map_or(Clock::System, Clock::Fixed),
         until_caught_up: args.until_caught_up,
+        progress: None,
     };
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));

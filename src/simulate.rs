@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clientlog_domain::policy::GradingPolicy;
+use clientlog_domain::simulate::SimulationReport;
 use clientlog_domain::Grade;
 
 use crate::store_args::StoreArgs;
@@ -58,32 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         println!("customers: {}  (grading {})", r.customers, policy.version);
-        println!("grade  before   after");
-        for g in Grade::ALL {
-            let i = g as usize;
-            println!("{:<5} {:>7} {:>7}", g.as_str(), r.before[i], r.after[i]);
-        }
-        println!("\ntransitions (rows: before, columns: after)");
-        println!(
-            "      {}",
-            Grade::ALL.map(|g| format!("{:>7}", g.as_str())).join("")
-        );
-        for g in Grade::ALL {
-            let row = r.matrix[g as usize].map(|n| format!("{n:>7}")).join("");
-            println!("{:<5} {row}", g.as_str());
-        }
-        println!("\ntop movers");
-        for m in &r.top_movers {
-            println!(
-                "{:<24} {} -> {}  {:>6.2} -> {:>6.2}  ({:+.2})",
-                m.customer,
-                m.grade_before.as_str(),
-                m.grade_after.as_str(),
-                m.score_before,
-                m.score_after,
-                m.delta
-            );
-        }
+        print_grade_report(r);
         if !outcome.skipped.is_empty() {
             println!("\nskipped (unreadable rows): {}", outcome.skipped.len());
         }
@@ -94,4 +70,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// Prints grade distributions before and after, the transition matrix and the top movers.
+pub fn print_grade_report(r: &SimulationReport) {
+    println!("grade  before   after");
+    for g in Grade::ALL {
+        let i = g as usize;
+        println!("{:<5} {:>7} {:>7}", g.as_str(), r.before[i], r.after[i]);
+    }
+    println!("\ntransitions (rows: before, columns: after)");
+    println!(
+        "      {}",
+        Grade::ALL.map(|g| format!("{:>7}", g.as_str())).join("")
+    );
+    for g in Grade::ALL {
+        let row = r.matrix[g as usize].map(|n| format!("{n:>7}")).join("");
+        println!("{:<5} {row}", g.as_str());
+    }
+    println!("\ntop movers");
+    for m in &r.top_movers {
+        println!(
+            "{:<24} {} -> {}  {:>6.2} -> {:>6.2}  ({:+.2})",
+            m.customer,
+            m.grade_before.as_str(),
+            m.grade_after.as_str(),
+            m.score_before,
+            m.score_after,
+            m.delta
+        );
+    }
 }

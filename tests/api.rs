@@ -853,3 +853,126 @@ async fn api_alone_serves_what_a_projector_wrote_and_shuts_down_cleanly() {
         .await;
     assert!(!other.headers.contains_key("access-control-allow-origin"));
 }
+
+/// A rebuild over HTTP: started under changed weights, followed to completion, promoted; the
+/// versions list shows both; promoting the old version back is a rollback; bad requests name
+/// the field.
+#[tokio::test]
+async fn rebuild_over_http_builds_promotes_and_rolls_back() {
+    let store = sqlite_store("api_rebuild").await;
+    let server = serve(&store, &[]);
+    let events = [
+        registered("C-1", "Acme Trading", "R-1"),
+        purchase_json("C-1", 1),
+        registered("C-2", "Bolt Logistics", "R-1"),
+        purchase_json("C-2", 2),
+    ];
+    let token = append(&server, &events).await;
+    let ready = server
+        .call(
+            "GET",
+            "/v1/customers/C-2",
+            None,
+            &[("X-Consistency-Token", token.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+
+    let before = server.get("/v1/versions").await;
+    let versions = before.body["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 1);
+    let old = versions[0]["version"].as_i64().expect("version");
+    let old_grading = versions[0]["policies"]["grading"].clone();
+
+    for (body, path) in [
+        (r#"{"grading": {"weights": {"loyalty": 99}}}"#, "$.grading"),
+        (r#"{"grading": "not = [valid"}"#, "$.grading"),
+        (r#"{"bogus": 1}"#, "$.bogus"),
+        (r#"{"promote": "yes"}"#, "$.promote"),
+        (r#"{"as_of": "yesterday"}"#, "$.as_of"),
+    ] {
+        let refused = server.post_json("/v1/rebuilds", body).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.text);
+        let field = refused.body["error"]["details"][0]["path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(field.starts_with(path), "{body}: {}", refused.text);
+    }
+
+    let started = server
+        .post_json(
+            "/v1/rebuilds",
+            r#"{"grading": {"weights": {"monthly_sales": 20, "loyalty": 40}}, "promote": true}"#,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let new = started.body["version"].as_i64().expect("version");
+    assert_ne!(new, old);
+    let link = started.body["links"]["self"]
+        .as_str()
+        .expect("link")
+        .to_string();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let status = server.get(&link).await;
+        assert_eq!(status.status, 200, "{}", status.text);
+        if status.body["build"]["state"] == "done" && status.body["status"] == "live" {
+            break status.body;
+        }
+        assert_ne!(status.body["build"]["state"], "failed", "{}", status.text);
+        assert!(std::time::Instant::now() < deadline, "{}", status.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        done["build"]["records_done"],
+        done["build"]["records_total"]
+    );
+    assert_ne!(done["policies"]["grading"], old_grading);
+
+    let after = server.get("/v1/versions").await.body;
+    let statuses: Vec<(i64, String)> = after["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![(old, "retired".to_string()), (new, "live".to_string())]
+    );
+    // Cards are served from the new version.
+    let card = server.get("/v1/customers/C-1").await;
+    assert_eq!(card.status, 200, "{}", card.text);
+
+    // Rollback: the old version is live again.
+    let again = server
+        .call(
+            "POST",
+            &format!("/v1/versions/{new}/promote"),
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    let back = server
+        .call(
+            "POST",
+            &format!("/v1/versions/{old}/promote"),
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_eq!(back.body["status"], "live");
+    assert_eq!(server.get("/v1/rebuilds/999").await.status, 404);
+}

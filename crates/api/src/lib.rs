@@ -21,6 +21,7 @@ mod middleware;
 pub mod openapi;
 pub mod reader;
 pub mod routes;
+mod versions;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;

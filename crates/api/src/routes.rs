@@ -245,6 +245,69 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/versions",
+        scope: Some(Scope::Read),
+        summary: "Projection versions: live, candidates (with build progress) and retired, each with \
+                  the policy versions it is built with.",
+        params: &[],
+        body: &[],
+        ok: &[200],
+        errors: &[],
+        handler: || get(crate::versions::list),
+    },
+    Route {
+        method: "post",
+        path: "/v1/rebuilds",
+        scope: Some(Scope::Analyze),
+        summary: "Build a new projection version from the whole log beside the live one, under \
+                  policies given as whole TOML texts or as changes merged over the live ones \
+                  (grading, lifecycle, churn), optionally at a fixed as_of; `promote: true` (scope \
+                  admin too) makes it live once it has caught up. Answers 202 with its id at once.",
+        params: &[],
+        body: &["application/json"],
+        ok: &[202],
+        errors: &[400],
+        handler: || post(crate::versions::start),
+    },
+    Route {
+        method: "get",
+        path: "/v1/rebuilds/{id}",
+        scope: Some(Scope::Read),
+        summary: "A rebuild's progress: records done of the total, records per second, ETA, state \
+                  (running, done, failed) and the version's status.",
+        params: &[Param {
+            name: "id",
+            location: In::Path,
+            schema: "integer",
+            description: "The rebuild's projection version.",
+        }],
+        body: &[],
+        ok: &[200],
+        errors: &[400, 404],
+        handler: || get(crate::versions::rebuild_status),
+    },
+    Route {
+        method: "post",
+        path: "/v1/versions/{id}/promote",
+        scope: Some(Scope::Admin),
+        summary: "Make a version live (the live one is retired; projectors follow). Refused with \
+                  409 if it is behind the live version, unless allow_behind=true.",
+        params: &[
+            Param {
+                name: "id",
+                location: In::Path,
+                schema: "integer",
+                description: "The projection version to promote.",
+            },
+            q("allow_behind", "boolean", "Promote even if it reflects less of the log than the live version."),
+        ],
+        body: &[],
+        ok: &[200],
+        errors: &[400, 404, 409],
+        handler: || post(crate::versions::promote),
+    },
+    Route {
+        method: "get",
         path: "/v1/changes",
         scope: Some(Scope::Read),
         summary: "Customers whose read model changed, in order, each with its cursor. JSON: a long \
@@ -431,7 +494,7 @@ impl Params {
 }
 
 /// RFC 3339, a date (midnight UTC) or Unix seconds.
-fn parse_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if let Ok(seconds) = s.parse::<i64>() {
         return (-62_135_596_800..=253_402_300_799)
             .contains(&seconds)
@@ -1395,12 +1458,13 @@ async fn stats(
 // ---------------------------------------------------------------------------------------------
 // Simulation
 
-/// The grading policy in force with `changes` merged over it (objects key by key), validated.
-fn merged_grading(
-    current: &clientlog_domain::policy::GradingPolicy,
+/// `current` with `changes` merged over it (objects key by key), validated; `field` names the
+/// request field in errors.
+pub(crate) fn merged_policy<P: clientlog_domain::policy::Policy>(
+    current: &P,
     changes: Value,
-) -> Result<clientlog_domain::policy::GradingPolicy, ApiError> {
-    use clientlog_domain::policy::Policy as _;
+    field: &str,
+) -> Result<P, ApiError> {
     fn merge(base: &mut Value, changes: Value) {
         match (base, changes) {
             (Value::Object(base), Value::Object(changes)) => {
@@ -1411,28 +1475,24 @@ fn merged_grading(
             (base, changes) => *base = changes,
         }
     }
+    let invalid = |problem: String| {
+        ApiError::invalid(
+            format!("invalid {field} policy"),
+            vec![Detail::new(format!("$.{field}"), problem)],
+        )
+    };
     if !changes.is_object() {
-        return Err(ApiError::invalid(
-            "invalid grading",
-            vec![Detail::new(
-                "$.grading",
-                "must be an object (a part of grading.toml)",
-            )],
-        ));
+        return Err(invalid(format!(
+            "must be an object (a part of {field}.toml)"
+        )));
     }
     let mut policy = serde_json::to_value(current).map_err(ApiError::internal)?;
     merge(&mut policy, changes);
-    let policy: clientlog_domain::policy::GradingPolicy =
-        serde_json::from_value(policy).map_err(|e| {
-            ApiError::invalid(
-                "invalid grading policy",
-                vec![Detail::new("$.grading", e.to_string())],
-            )
-        })?;
+    let policy: P = serde_json::from_value(policy).map_err(|e| invalid(e.to_string()))?;
     policy.validate().map_err(|(key, problem)| {
         ApiError::invalid(
-            "invalid grading policy",
-            vec![Detail::new(format!("$.grading.{key}"), problem)],
+            format!("invalid {field} policy"),
+            vec![Detail::new(format!("$.{field}.{key}"), problem)],
         )
     })?;
     Ok(policy)
@@ -1479,7 +1539,8 @@ async fn simulate(
             )],
         ));
     }
-    let policy = merged_grading(&s.policies.grading.policy, changes)?;
+    let live = crate::versions::live_policies(&s).await?;
+    let policy = merged_policy(&live.grading.policy, changes, "grading")?;
     let fresh = settle(&s, &headers).await?;
     let Some(version) = fresh.version else {
         return Err(ApiError::Rejected {

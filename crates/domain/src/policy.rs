@@ -35,6 +35,9 @@ pub struct Policies {
 pub struct Versioned<P> {
     pub version: String,
     pub policy: P,
+    /// The text it was parsed from, comments included: stored with every projection version
+    /// built under it, so the policy live at any time can be read back and reloaded.
+    pub source: String,
 }
 
 pub const GRADING_FILE: &str = "grading.toml";
@@ -56,6 +59,22 @@ impl Policies {
                 .expect("shipped lifecycle.toml is valid"),
             churn: parse(CHURN_FILE, DEFAULT_CHURN).expect("shipped churn.toml is valid"),
         }
+    }
+
+    /// Parses the three policies from their texts (as stored with a projection version).
+    pub fn from_sources(grading: &str, lifecycle: &str, churn: &str) -> Result<Self, PolicyError> {
+        Ok(Self {
+            grading: parse(GRADING_FILE, grading)?,
+            lifecycle: parse(LIFECYCLE_FILE, lifecycle)?,
+            churn: parse(CHURN_FILE, churn)?,
+        })
+    }
+
+    /// Whether both name the same three policy versions (texts may differ in comments only).
+    pub fn same_versions(&self, other: &Self) -> bool {
+        self.grading.version == other.grading.version
+            && self.lifecycle.version == other.lifecycle.version
+            && self.churn.version == other.churn.version
     }
 
     /// Reads the three policy files from a directory.
@@ -109,6 +128,7 @@ pub fn parse<P: Policy>(file: &str, text: &str) -> Result<Versioned<P>, PolicyEr
     Ok(Versioned {
         version: format!("sha256:{hex}"),
         policy,
+        source: text.to_string(),
     })
 }
 

@@ -65,18 +65,18 @@ impl PartialOrd for ByMove {
     }
 }
 
-/// Accumulates customers one at a time, in constant memory but for the top movers.
-pub struct Simulation<'p> {
-    policy: &'p GradingPolicy,
+/// Compares two gradings of the same customers one customer at a time, in constant memory but
+/// for the top movers: what-if simulation (stored grade against re-graded inputs) and the
+/// comparison of two projection versions both report through it.
+pub struct GradeTally {
     top: usize,
     report: SimulationReport,
     heap: BinaryHeap<Reverse<ByMove>>,
 }
 
-impl<'p> Simulation<'p> {
-    pub fn new(policy: &'p GradingPolicy, top_movers: usize) -> Self {
+impl GradeTally {
+    pub fn new(top_movers: usize) -> Self {
         Self {
-            policy,
             top: top_movers,
             report: SimulationReport {
                 customers: 0,
@@ -89,27 +89,13 @@ impl<'p> Simulation<'p> {
         }
     }
 
-    /// Adds one customer with its current grade and score and its stored inputs.
+    /// Adds one customer's grade and score before and after.
     pub fn add(
         &mut self,
         customer: &str,
-        grade_before: Grade,
-        score_before: f64,
-        inputs: &GradeInputs,
-    ) -> Result<(), IncompatibleInputs> {
-        if !inputs.measured_like(self.policy) {
-            return Err(IncompatibleInputs {
-                customer: customer.to_string(),
-                reason: format!(
-                    "monthly sales over {} months and growth over {}, the policy asks for {} and {}",
-                    inputs.sales_window_months,
-                    inputs.growth_window_months,
-                    self.policy.monthly_sales.window_months,
-                    self.policy.sales_growth.window_months
-                ),
-            });
-        }
-        let (grade_after, score_after, _) = grade(inputs, self.policy);
+        (grade_before, score_before): (Grade, f64),
+        (grade_after, score_after): (Grade, f64),
+    ) {
         let r = &mut self.report;
         r.customers += 1;
         r.before[grade_before as usize] += 1;
@@ -136,7 +122,6 @@ impl<'p> Simulation<'p> {
                 self.heap.push(Reverse(candidate));
             }
         }
-        Ok(())
     }
 
     pub fn finish(mut self) -> SimulationReport {
@@ -144,6 +129,54 @@ impl<'p> Simulation<'p> {
         movers.sort_by(|a, b| b.cmp(a));
         self.report.top_movers = movers.into_iter().map(|m| m.0).collect();
         self.report
+    }
+}
+
+/// Re-grades customers' stored inputs under a grading policy and tallies the moves.
+pub struct Simulation<'p> {
+    policy: &'p GradingPolicy,
+    tally: GradeTally,
+}
+
+impl<'p> Simulation<'p> {
+    pub fn new(policy: &'p GradingPolicy, top_movers: usize) -> Self {
+        Self {
+            policy,
+            tally: GradeTally::new(top_movers),
+        }
+    }
+
+    /// Adds one customer with its current grade and score and its stored inputs.
+    pub fn add(
+        &mut self,
+        customer: &str,
+        grade_before: Grade,
+        score_before: f64,
+        inputs: &GradeInputs,
+    ) -> Result<(), IncompatibleInputs> {
+        if !inputs.measured_like(self.policy) {
+            return Err(IncompatibleInputs {
+                customer: customer.to_string(),
+                reason: format!(
+                    "monthly sales over {} months and growth over {}, the policy asks for {} and {}",
+                    inputs.sales_window_months,
+                    inputs.growth_window_months,
+                    self.policy.monthly_sales.window_months,
+                    self.policy.sales_growth.window_months
+                ),
+            });
+        }
+        let (grade_after, score_after, _) = grade(inputs, self.policy);
+        self.tally.add(
+            customer,
+            (grade_before, score_before),
+            (grade_after, score_after),
+        );
+        Ok(())
+    }
+
+    pub fn finish(self) -> SimulationReport {
+        self.tally.finish()
     }
 }
 

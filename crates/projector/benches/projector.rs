@@ -113,6 +113,7 @@ async fn bench() {
             reevaluate_every: None,
             clock: Clock::Fixed(AS_OF),
             until_caught_up: true,
+            progress: None,
         };
         let started = Instant::now();
         let stats = projector

@@ -5,9 +5,11 @@
 
 use clientlog_domain::grading::GradeInputs;
 use clientlog_domain::policy::GradingPolicy;
-use clientlog_domain::simulate::{IncompatibleInputs, Simulation, SimulationReport};
+use clientlog_domain::simulate::{GradeTally, IncompatibleInputs, Simulation, SimulationReport};
 use clientlog_domain::Grade;
-use clientlog_readstore::{ReadStore, StoreError};
+use clientlog_readstore::{GradeRow, ReadStore, StoreError};
+
+use crate::rebuild::VersionComparison;
 
 /// Customers per page read from the store.
 const PAGE: i64 = 5_000;
@@ -43,8 +45,7 @@ pub async fn simulate_store(
         let Some(last) = rows.last() else { break };
         after.clone_from(&last.customer_id);
         for r in &rows {
-            let grade = Grade::ALL.into_iter().find(|g| g.as_str() == r.grade);
-            match (grade, GradeInputs::decode(&r.grade_inputs)) {
+            match (grade_of(r), GradeInputs::decode(&r.grade_inputs)) {
                 (Some(grade), Ok(inputs)) => {
                     simulation.add(&r.customer_id, grade, r.score, &inputs)?
                 }
@@ -55,5 +56,95 @@ pub async fn simulate_store(
     Ok(SimulationOutcome {
         report: simulation.finish(),
         skipped,
+    })
+}
+
+fn grade_of(row: &GradeRow) -> Option<Grade> {
+    Grade::ALL.into_iter().find(|g| g.as_str() == row.grade)
+}
+
+/// Pages through one version's grades in customer order.
+struct GradePages<'s> {
+    store: &'s ReadStore,
+    version: i64,
+    after: String,
+    page: std::vec::IntoIter<GradeRow>,
+    done: bool,
+}
+
+impl<'s> GradePages<'s> {
+    fn new(store: &'s ReadStore, version: i64) -> Self {
+        Self {
+            store,
+            version,
+            after: String::new(),
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<GradeRow>, StoreError> {
+        if let Some(row) = self.page.next() {
+            return Ok(Some(row));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let rows = self
+            .store
+            .grade_page(self.version, &self.after, PAGE)
+            .await?;
+        match rows.last() {
+            Some(last) => self.after.clone_from(&last.customer_id),
+            None => self.done = true,
+        }
+        self.page = rows.into_iter();
+        Ok(self.page.next())
+    }
+}
+
+/// Compares the grades of two versions customer by customer (a merge of both in customer
+/// order, in constant memory but for the `top` movers).
+pub async fn compare_versions(
+    store: &ReadStore,
+    from: i64,
+    to: i64,
+    top: usize,
+) -> Result<VersionComparison, StoreError> {
+    let mut tally = GradeTally::new(top);
+    let (mut only_in_from, mut only_in_to) = (0, 0);
+    let mut left = GradePages::new(store, from);
+    let mut right = GradePages::new(store, to);
+    let (mut a, mut b) = (left.next().await?, right.next().await?);
+    loop {
+        match (&a, &b) {
+            (None, None) => break,
+            (Some(x), Some(y)) if x.customer_id == y.customer_id => {
+                if let (Some(gx), Some(gy)) = (grade_of(x), grade_of(y)) {
+                    tally.add(&x.customer_id, (gx, x.score), (gy, y.score));
+                }
+                a = left.next().await?;
+                b = right.next().await?;
+            }
+            (Some(x), Some(y)) if x.customer_id < y.customer_id => {
+                only_in_from += 1;
+                a = left.next().await?;
+            }
+            (Some(_), None) => {
+                only_in_from += 1;
+                a = left.next().await?;
+            }
+            (_, Some(_)) => {
+                only_in_to += 1;
+                b = right.next().await?;
+            }
+        }
+    }
+    Ok(VersionComparison {
+        from,
+        to,
+        report: tally.finish(),
+        only_in_from,
+        only_in_to,
     })
 }

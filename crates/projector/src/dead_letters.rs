@@ -35,9 +35,10 @@ pub async fn resolve_dead_letter(
     action: Resolve,
     as_of: i64,
 ) -> Result<Resolution, ProjectorError> {
-    let version = projector.version();
+    let attached = projector.attached();
+    let version = attached.version;
     let now = now_unix();
-    let mut tx = projector.store().begin(version).await?;
+    let mut tx = projector.begin(&attached).await?;
     let letter = tx.dead_letter(id).await?;
     if letter.status != "open" {
         return Err(ProjectorError::AlreadyResolved {
@@ -143,17 +144,17 @@ pub async fn resolve_dead_letter(
     all_customers.extend(subjects.iter().map(String::as_str));
     all_customers.sort_unstable();
     all_customers.dedup();
-    let applied_before = tx.applied_event_ids(&ids).await?;
+    let audited = tx.audited_event_ids(&ids).await?;
     let loaded = tx.load_customers(version, &all_customers).await?;
     let known = Known {
         loaded,
         blocked: HashMap::new(),
         dead_letters: HashMap::new(),
-        applied: applied_before,
+        audited,
     };
     let eval = Evaluation {
-        policies: projector.policies(),
-        lineage: projector.lineage(),
+        policies: &attached.policies,
+        lineage: &attached.lineage,
         as_of,
     };
     let write = fold::fold(&records, known, &eval, false)?;

@@ -96,6 +96,7 @@ struct Working {
     head: Option<ChainHead>,
     position: Option<(i32, i64)>,
     verdict: Option<Verdict>,
+    state_changed: bool,
     head_changed: bool,
 }
 
@@ -144,6 +145,7 @@ impl Working {
             head: loaded.head,
             position,
             verdict: None,
+            state_changed: false,
             head_changed: false,
         })
     }
@@ -201,8 +203,11 @@ pub struct Known {
     pub blocked: HashMap<String, i64>,
     /// The dead-letter id of each bad record of this batch, by position.
     pub dead_letters: HashMap<(i32, i64), i64>,
-    /// Event ids of this batch already applied.
-    pub applied: HashSet<[u8; 16]>,
+    /// Event ids of this batch in the audit copy, with the position they were applied from.
+    /// The audit copy is shared by all versions: an event there at this very position was
+    /// applied by another version first (this one is catching up) and is folded without a new
+    /// audit row; at another position it is a second copy and changes nothing.
+    pub audited: HashMap<[u8; 16], (i32, i64)>,
 }
 
 /// Folds `records` (in log order) into the rows to write. `checkpoint` says whether the
@@ -216,6 +221,7 @@ pub fn fold(
     let mut out = BatchWrite::default();
     let mut working: HashMap<String, Working> = HashMap::new();
     let mut checkpoints: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
     for record in records {
         let (partition, offset) = record.position();
         if checkpoint {
@@ -235,7 +241,12 @@ pub fn fold(
         };
         let event_id = *stored.event.id.as_uuid().as_bytes();
         // Kafka may deliver an event twice (or hold two copies of it): applied once.
-        if !known.applied.insert(event_id) {
+        let audited = match known.audited.get(&event_id) {
+            Some(&at) if at != (partition, offset) => continue,
+            Some(_) => true,
+            None => false,
+        };
+        if !seen.insert(event_id) {
             continue;
         }
         let customer = stored.event.subject.as_str();
@@ -259,6 +270,7 @@ pub fn fold(
         };
         w.catch_up_in_time(eval, &mut out.transitions);
         w.state.apply(&stored.event);
+        w.state_changed = true;
         w.position = Some((partition, offset));
         w.evaluate(
             eval,
@@ -269,6 +281,10 @@ pub fn fold(
             },
             &mut out.transitions,
         );
+        if audited {
+            continue;
+        }
+        known.audited.insert(event_id, (partition, offset));
         let seq = w.head.map_or(1, |h| h.seq + 1);
         let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
         w.head = Some(ChainHead { seq, hash });
@@ -331,6 +347,8 @@ fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
         if let Some(head) = w.head {
             out.heads.push((customer_id.clone(), head));
         }
+    }
+    if w.state_changed {
         out.states.push(StateRow {
             customer_id: customer_id.clone(),
             format: i64::from(STATE_FORMAT),

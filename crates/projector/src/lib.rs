@@ -18,17 +18,26 @@
 //!   records the transitions it causes.
 //! * Shutdown: when the token passed to [`Projector::run`] fires, the batch in progress is
 //!   committed and the loop returns.
+//! * Versions: a projector works for the live version (and follows a promotion to the next
+//!   one, with the policies stored with it) or builds a candidate beside it ([`rebuild`]).
+//!   The audit copy is shared: whichever version applies an event first writes its audit row,
+//!   and a version catching up folds events already audited at the same position without
+//!   writing them again.
 
 pub mod analysis;
 mod dead_letters;
 pub mod fold;
+pub mod rebuild;
 pub mod replay;
 pub mod verify;
 mod worker;
 
 pub use dead_letters::{resolve_dead_letter, Resolution, Resolve};
 pub use fold::Record;
-pub use worker::{BatchOutcome, Clock, Projector, ProjectorConfig, ReevaluateStats, RunStats};
+pub use worker::{
+    documents_of, lineage_of, policies_of, Attached, BatchOutcome, Clock, Projector,
+    ProjectorConfig, ReevaluateStats, RunStats,
+};
 
 /// Why the projector stopped or an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,4 +54,30 @@ pub enum ProjectorError {
     ReaderStopped,
     #[error("dead letter {id} is already resolved ({status})")]
     AlreadyResolved { id: i64, status: String },
+    /// The version this projector writes stopped being live (a promotion); it re-attaches.
+    #[error("projection version {version} is no longer live")]
+    NotLive { version: i64 },
+    #[error("projection version {version} was dropped")]
+    VersionDropped { version: i64 },
+    #[error(
+        "the policies of projection version {version} are not stored and differ from the \
+         ones given ({detail}); start with the policies it was built with, or rebuild"
+    )]
+    UnknownPolicies { version: i64, detail: String },
+    #[error("stored policy of projection version {version} does not load: {source}")]
+    StoredPolicy {
+        version: i64,
+        #[source]
+        source: clientlog_domain::policy::PolicyError,
+    },
+    #[error(transparent)]
+    Promote(#[from] clientlog_readstore::PromoteError),
+    #[error("the build of projection version {version} was interrupted; it stays a candidate")]
+    Interrupted { version: i64 },
+    #[error(
+        "projection version {version} did not catch up with the live version in {attempts} \
+         attempts (appends keep moving it on); it stays a candidate: promote it with \
+         `clientlog versions promote {version}`"
+    )]
+    NeverCaughtUp { version: i64, attempts: usize },
 }

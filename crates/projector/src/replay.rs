@@ -11,10 +11,9 @@
 //! [`evaluate`] at T and [`CustomerCard::new`]. Replaying with T at or after every event's
 //! business time and no T2 gives the live card evaluated at T.
 //!
-//! Policy: the caller's policies (the live ones). `projection_versions` records only the
-//! *versions* (hashes) of the policies a projection was built with, not their content, so "the
-//! policy live at T2" cannot be reconstructed honestly until policies are kept by version; the
-//! answer names the versions it used so an auditor can tell.
+//! Policy: the policies that were live then — at T2 if given, else at T — read back from the
+//! texts stored with the projection version live at that time ([`policies_live_at`]); before
+//! the first version was promoted, the live version's. The answer names the versions it used.
 
 use clientlog_domain::{evaluate, CustomerCard, CustomerId, CustomerState, Event, Policies};
 use clientlog_readstore::{AuditRow, ReadStore, StoreError};
@@ -91,6 +90,8 @@ pub enum ReplayError {
     },
     #[error("customer id {0:?} is not valid")]
     CustomerId(String),
+    #[error("the policies live then cannot be read: {0}")]
+    Policies(String),
 }
 
 /// Folds `rows` (one customer's audit copy, in chain order) as of `at` under `policies`.
@@ -142,15 +143,45 @@ pub fn replay(
     Ok(out)
 }
 
-/// [`replay`] of one customer's audit copy as stored in `store`.
+/// [`replay`] of one customer's audit copy as stored in `store`, under the policies live
+/// then (see the module docs; `fallback` serves a store whose versions predate stored
+/// policies, if it names the same versions).
 pub async fn replay_customer(
     store: &ReadStore,
     customer: &str,
-    policies: &Policies,
+    fallback: &Policies,
     at: ReplayAt,
 ) -> Result<Replay, ReplayError> {
+    let policies = policies_live_at(store, at.policy_time(), fallback).await?;
     let rows = store.customer_events(customer).await?;
-    replay(customer, &rows, policies, at)
+    replay(customer, &rows, &policies, at)
+}
+
+/// The policies of the projection version live at `at` (Unix seconds); before any version
+/// was promoted, the live version's; on an empty store, `fallback`.
+pub async fn policies_live_at(
+    store: &ReadStore,
+    at: i64,
+    fallback: &Policies,
+) -> Result<Policies, ReplayError> {
+    let version = match store.version_live_at(at).await? {
+        Some(then) => Some(then),
+        None => store.live_version().await?,
+    };
+    match version {
+        Some(version) => crate::policies_of(store, &version, fallback)
+            .await
+            .map_err(|e| ReplayError::Policies(e.to_string())),
+        None => Ok(fallback.clone()),
+    }
+}
+
+impl ReplayAt {
+    /// When the policies of the replay were live: what was known at T2, else T.
+    pub fn policy_time(&self) -> i64 {
+        self.known_at_nanos
+            .map_or(self.as_of, |nanos| nanos.div_euclid(1_000_000_000))
+    }
 }
 
 impl Replay {

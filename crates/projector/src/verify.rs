@@ -100,7 +100,7 @@ pub async fn verify(
             loaded: HashMap::new(),
             blocked: HashMap::new(),
             dead_letters: open.clone(),
-            applied: HashSet::new(),
+            audited: HashMap::new(),
         };
         let eval = Evaluation {
             policies,

@@ -1,13 +1,17 @@
 //! The worker loop: read from checkpoint + 1, batch, fold, write rows and checkpoint in one
-//! transaction; re-evaluate on an interval; stop cleanly when the shutdown token fires.
+//! transaction; re-evaluate on an interval; follow a promotion to the next live version; stop
+//! cleanly when the shutdown token fires.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clientlog_domain::Policies;
-use clientlog_eventlog::{EventLog, ReadError, StartOffsets};
-use clientlog_readstore::{BatchWrite, Lineage, NewDeadLetter, ReadStore, CODE_VERSION};
+use clientlog_eventlog::{EventLog, ReadError, StartOffsets, StoredEvent, WireMode};
+use clientlog_readstore::{
+    BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
+};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +56,8 @@ pub struct ProjectorConfig {
     pub clock: Clock,
     /// Stop once every partition's checkpoint reached the high-water mark seen at start.
     pub until_caught_up: bool,
+    /// Counts the records of every committed batch (a rebuild's progress).
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for ProjectorConfig {
@@ -62,6 +68,7 @@ impl Default for ProjectorConfig {
             reevaluate_every: Some(Duration::from_secs(3600)),
             clock: Clock::System,
             until_caught_up: false,
+            progress: None,
         }
     }
 }
@@ -84,86 +91,222 @@ pub struct ReevaluateStats {
     pub transitions: u64,
 }
 
-/// A projector of the live version of one read store.
+/// The projection version a projector writes, with the policies it is built with.
+#[derive(Debug)]
+pub struct Attached {
+    pub version: i64,
+    pub policies: Policies,
+    pub lineage: Lineage,
+}
+
+/// A projector of one read store: of its live version (following promotions) or of one
+/// candidate version being built beside it.
 #[derive(Clone)]
 pub struct Projector {
     store: ReadStore,
-    policies: Arc<Policies>,
-    lineage: Lineage,
-    version: i64,
+    follows_live: bool,
+    attached: Arc<RwLock<Arc<Attached>>>,
 }
 
 /// Customers whose re-evaluation goes in one transaction.
 const REEVALUATE_PAGE: i64 = 2_000;
 
+/// The lineage rows written under `policies` by this build carry.
+pub fn lineage_of(policies: &Policies) -> Lineage {
+    Lineage {
+        code_version: CODE_VERSION,
+        state_format: i64::from(clientlog_domain::state::STATE_FORMAT),
+        grading_version: policies.grading.version.clone(),
+        lifecycle_version: policies.lifecycle.version.clone(),
+        churn_version: policies.churn.version.clone(),
+    }
+}
+
+/// The policy texts stored with a version built under `policies`.
+pub fn documents_of(policies: &Policies) -> Vec<PolicyDocument> {
+    let document = |kind: &str, version: &str, source: &str| PolicyDocument {
+        kind: kind.to_string(),
+        version: version.to_string(),
+        source: source.to_string(),
+    };
+    vec![
+        document(
+            "grading",
+            &policies.grading.version,
+            &policies.grading.source,
+        ),
+        document(
+            "lifecycle",
+            &policies.lifecycle.version,
+            &policies.lifecycle.source,
+        ),
+        document("churn", &policies.churn.version, &policies.churn.source),
+    ]
+}
+
+/// The policies `version` was built with, from the texts stored with it; `given` serves a
+/// version created before texts were stored if it names the same policy versions.
+pub async fn policies_of(
+    store: &ReadStore,
+    version: &ProjectionVersion,
+    given: &Policies,
+) -> Result<Policies, ProjectorError> {
+    let documents = store.policy_documents(&version.lineage).await?;
+    let source = |kind: &str| {
+        documents
+            .iter()
+            .find(|d| d.kind == kind)
+            .map(|d| d.source.as_str())
+    };
+    if let (Some(grading), Some(lifecycle), Some(churn)) =
+        (source("grading"), source("lifecycle"), source("churn"))
+    {
+        return Policies::from_sources(grading, lifecycle, churn).map_err(|source| {
+            ProjectorError::StoredPolicy {
+                version: version.version,
+                source,
+            }
+        });
+    }
+    let wanted = &version.lineage;
+    if given.grading.version == wanted.grading_version
+        && given.lifecycle.version == wanted.lifecycle_version
+        && given.churn.version == wanted.churn_version
+    {
+        return Ok(given.clone());
+    }
+    Err(ProjectorError::UnknownPolicies {
+        version: version.version,
+        detail: format!(
+            "built with grading {}, lifecycle {}, churn {}",
+            wanted.grading_version, wanted.lifecycle_version, wanted.churn_version
+        ),
+    })
+}
+
 impl Projector {
-    /// Attaches to the store's live version (creating version 1 on a fresh store).
+    /// Attaches to the store's live version, creating version 1 under `policies` on a fresh
+    /// store. An existing live version is projected with the policies it was built with; if
+    /// `policies` differ, they are not used (a warning says so: `clientlog rebuild` builds a
+    /// version under them).
     pub async fn new(store: ReadStore, policies: Policies) -> Result<Self, ProjectorError> {
-        let lineage = Lineage {
-            code_version: CODE_VERSION,
-            state_format: i64::from(clientlog_domain::state::STATE_FORMAT),
-            grading_version: policies.grading.version.clone(),
-            lifecycle_version: policies.lifecycle.version.clone(),
-            churn_version: policies.churn.version.clone(),
-        };
-        let live = store.ensure_live_version(&lineage).await?;
-        if live.lineage != lineage {
-            tracing::warn!(version = live.version, live = ?live.lineage, running = ?lineage,
-                "the live projection version was built with other policies or code; rows \
-                 written from now on name the running ones (rebuild to make them uniform)");
-        }
+        let attached = attach_live(&store, &policies).await?;
         Ok(Self {
             store,
-            policies: Arc::new(policies),
-            lineage,
-            version: live.version,
+            follows_live: true,
+            attached: Arc::new(RwLock::new(Arc::new(attached))),
         })
     }
 
+    /// Creates a candidate version under `policies` beside the live one, to be built from the
+    /// start of the log (see [`crate::rebuild`]).
+    pub async fn candidate(store: ReadStore, policies: Policies) -> Result<Self, ProjectorError> {
+        let lineage = lineage_of(&policies);
+        let created = store
+            .create_candidate(&lineage, &documents_of(&policies))
+            .await?;
+        Ok(Self {
+            store,
+            follows_live: false,
+            attached: Arc::new(RwLock::new(Arc::new(Attached {
+                version: created.version,
+                policies,
+                lineage,
+            }))),
+        })
+    }
+
+    /// The version written now, with its policies.
+    pub fn attached(&self) -> Arc<Attached> {
+        self.attached
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn version(&self) -> i64 {
-        self.version
+        self.attached().version
     }
 
     pub fn store(&self) -> &ReadStore {
         &self.store
     }
 
-    pub fn lineage(&self) -> &Lineage {
-        &self.lineage
+    /// Re-attaches to whatever version is live now.
+    async fn follow_promotion(&self, from: i64) -> Result<(), ProjectorError> {
+        let current = self.attached();
+        let now = attach_live(&self.store, &current.policies).await?;
+        tracing::info!(
+            from,
+            to = now.version,
+            grading = %now.lineage.grading_version,
+            "another projection version was promoted; projecting into it"
+        );
+        *self.attached.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(now);
+        Ok(())
     }
 
-    pub fn policies(&self) -> &Policies {
-        &self.policies
+    /// Starts a transaction for the attached version, failing if it is no longer the version
+    /// this projector should write (promoted away, or dropped).
+    pub(crate) async fn begin(
+        &self,
+        attached: &Attached,
+    ) -> Result<clientlog_readstore::StoreTx, ProjectorError> {
+        let mut tx = self.store.begin().await?;
+        let status = tx.version_status(attached.version).await?;
+        let version = attached.version;
+        match status.as_deref() {
+            None => Err(ProjectorError::VersionDropped { version }),
+            Some(status) if self.follows_live && status != "live" => {
+                Err(ProjectorError::NotLive { version })
+            }
+            Some(_) => Ok(tx),
+        }
     }
 
     /// Projects `log` until `shutdown` fires (or, with `until_caught_up`, until the read
     /// models reflect the log as it was at start). A batch in progress is finished and
-    /// committed before returning.
+    /// committed before returning. A live projector follows a promotion: it re-attaches to the
+    /// new live version and reads on from that version's checkpoints.
     pub async fn run<L: EventLog>(
         &self,
         log: &L,
         config: &ProjectorConfig,
         shutdown: CancellationToken,
     ) -> Result<RunStats, ProjectorError> {
+        let mut stats = RunStats::default();
+        loop {
+            match self.run_attached(log, config, &shutdown, &mut stats).await {
+                Err(ProjectorError::NotLive { version }) if self.follows_live => {
+                    self.follow_promotion(version).await?;
+                }
+                done => return done.map(|()| stats),
+            }
+        }
+    }
+
+    async fn run_attached<L: EventLog>(
+        &self,
+        log: &L,
+        config: &ProjectorConfig,
+        shutdown: &CancellationToken,
+        stats: &mut RunStats,
+    ) -> Result<(), ProjectorError> {
+        let version = self.version();
         let check_duplicates = !log.dedupes_on_append();
-        let mut checkpoints = self.store.checkpoints(self.version).await?;
+        let mut checkpoints = self.store.checkpoints(version).await?;
         let from: StartOffsets = checkpoints.iter().map(|(&p, &o)| (p, o + 1)).collect();
         let target = if config.until_caught_up {
             Some(Target {
                 marks: log.high_water_marks().await?,
-                empty: if log.dedupes_on_append() {
-                    clientlog_eventlog::sqlite::FIRST_OFFSET
-                } else {
-                    0
-                },
+                empty: first_offset(log),
             })
         } else {
             None
         };
-        tracing::info!(version = self.version, ?from, "projector starting");
-        let mut stats = RunStats::default();
+        tracing::info!(version, ?from, "projector starting");
         if target.as_ref().is_some_and(|t| caught_up(t, &checkpoints)) {
-            return Ok(stats);
+            return Ok(());
         }
         let stream = log.read(&from).await?;
 
@@ -225,6 +368,9 @@ impl Projector {
             stats.duplicates += done.duplicates;
             stats.held += done.held;
             stats.dead_letters += done.dead_letters;
+            if let Some(progress) = &config.progress {
+                progress.fetch_add(done.records, Ordering::Relaxed);
+            }
             if let Some(target) = &target {
                 checkpoints.extend(done.checkpoints_after.iter().map(|(&p, &o)| (p, o)));
                 if caught_up(target, &checkpoints) {
@@ -237,43 +383,41 @@ impl Projector {
         if let Err(err) = reader.await {
             tracing::warn!(error = %err, "the log reader task failed");
         }
-        result.map(|()| stats)
+        result
     }
 
     /// Projects one batch in one transaction: rows, audit copy, transitions, dead letters,
     /// held events and checkpoints. `as_of` is the business time of the verdicts.
     pub async fn project_batch(
         &self,
-        records: Vec<Record>,
+        mut records: Vec<Record>,
         as_of: i64,
         check_duplicates: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
+        let attached = self.attached();
+        let version = attached.version;
         let now = now_unix();
         let started = Instant::now();
-        let mut customers: Vec<&str> = records.iter().filter_map(Record::customer).collect();
+        let mut customers: Vec<String> = records
+            .iter()
+            .filter_map(Record::customer)
+            .map(str::to_string)
+            .collect();
         customers.sort_unstable();
         customers.dedup();
-
-        let mut tx = self.store.begin(self.version).await?;
+        let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let mut tx = self.begin(&attached).await?;
         // Open dead letters before this batch's: those hold a customer from its first record.
-        let blocked = tx.open_dead_letters_of(self.version, &customers).await?;
-        let mut dead_letters = std::collections::HashMap::new();
-        for record in &records {
-            if let Record::Bad(bad) = record {
-                let letter = NewDeadLetter {
-                    log_partition: bad.position.partition,
-                    log_offset: bad.position.offset,
-                    customer_id: bad.key.clone(),
-                    reason: bad.reason.to_string(),
-                    bytes: bad.bytes.clone(),
-                };
-                let id = tx.insert_dead_letter(self.version, &letter, now).await?;
-                tracing::warn!(position = %bad.position, customer = ?bad.key, dead_letter = id,
-                    reason = %bad.reason, "dead-lettered a record that is not a valid event");
-                dead_letters.insert((bad.position.partition, bad.position.offset), id);
-            }
-        }
-        let applied = if check_duplicates {
+        let blocked = tx.open_dead_letters_of(version, &customers).await?;
+        let dead_letters = dead_letter_batch(&mut tx, version, &mut records, now).await?;
+        // The audit copy can only hold these events if the log may repeat them (Kafka) or
+        // another version has been this far already.
+        let frontier = tx.audit_frontier().await?;
+        let behind = records.iter().any(|r| {
+            let (partition, offset) = r.position();
+            frontier.get(&partition).is_some_and(|&f| offset <= f)
+        });
+        let audited = if check_duplicates || behind {
             let ids: Vec<[u8; 16]> = records
                 .iter()
                 .filter_map(|r| match r {
@@ -281,27 +425,26 @@ impl Projector {
                     Record::Bad(_) => None,
                 })
                 .collect();
-            tx.applied_event_ids(&ids).await?
+            tx.audited_event_ids(&ids).await?
         } else {
-            HashSet::new()
+            HashMap::new()
         };
-        let loaded = tx.load_customers(self.version, &customers).await?;
+        let loaded = tx.load_customers(version, &customers).await?;
         let loaded_at = Instant::now();
         let known = Known {
             loaded,
             blocked,
             dead_letters,
-            applied,
+            audited,
         };
         let records = Arc::new(records);
         let (write, records) = {
-            let policies = self.policies.clone();
-            let lineage = self.lineage.clone();
+            let attached = attached.clone();
             let records = records.clone();
             tokio::task::spawn_blocking(move || {
                 let eval = Evaluation {
-                    policies: &policies,
-                    lineage: &lineage,
+                    policies: &attached.policies,
+                    lineage: &attached.lineage,
                     as_of,
                 };
                 fold::fold(&records, known, &eval, true).map(|w| (w, records))
@@ -309,7 +452,7 @@ impl Projector {
             .await??
         };
         let folded_at = Instant::now();
-        tx.write(self.version, &write, now).await?;
+        tx.write(version, &write, now).await?;
         let written_at = Instant::now();
         tx.commit().await?;
         tracing::debug!(
@@ -330,21 +473,23 @@ impl Projector {
             records: records.len() as u64,
             applied,
             held,
-            duplicates: events - applied - held,
+            duplicates: events.saturating_sub(applied + held),
             dead_letters: (records.len() as u64) - events,
             checkpoints_after: write.checkpoints.clone(),
         })
     }
 
-    /// Re-evaluates every customer of the live version at `as_of` from its stored state and
-    /// records the transitions (time moves without events). One transaction per page.
+    /// Re-evaluates every customer of the attached version at `as_of` from its stored state
+    /// and records the transitions (time moves without events). One transaction per page.
     pub async fn reevaluate(&self, as_of: i64) -> Result<ReevaluateStats, ProjectorError> {
+        let attached = self.attached();
+        let version = attached.version;
         let mut stats = ReevaluateStats::default();
         let mut after: Option<String> = None;
         loop {
-            let mut tx = self.store.begin(self.version).await?;
+            let mut tx = self.begin(&attached).await?;
             let page = tx
-                .state_page(self.version, after.as_deref(), REEVALUATE_PAGE)
+                .state_page(version, after.as_deref(), REEVALUATE_PAGE)
                 .await?;
             let Some((last, ..)) = page.last() else {
                 tx.commit().await?;
@@ -352,14 +497,13 @@ impl Projector {
             };
             after = Some(last.clone());
             let ids: Vec<&str> = page.iter().map(|(id, ..)| id.as_str()).collect();
-            let loaded = tx.load_customers(self.version, &ids).await?;
+            let loaded = tx.load_customers(version, &ids).await?;
             let count = page.len() as u64;
-            let policies = self.policies.clone();
-            let lineage = self.lineage.clone();
+            let attached = attached.clone();
             let write: BatchWrite = tokio::task::spawn_blocking(move || {
                 let eval = Evaluation {
-                    policies: &policies,
-                    lineage: &lineage,
+                    policies: &attached.policies,
+                    lineage: &attached.lineage,
                     as_of,
                 };
                 fold::reevaluate(page, loaded, &eval)
@@ -367,11 +511,114 @@ impl Projector {
             .await??;
             stats.customers += count;
             stats.transitions += write.transitions.len() as u64;
-            tx.write(self.version, &write, now_unix()).await?;
+            tx.write(version, &write, now_unix()).await?;
             tx.commit().await?;
         }
         Ok(stats)
     }
+}
+
+/// The live version and its policies (creating version 1 under `given` on a fresh store).
+async fn attach_live(store: &ReadStore, given: &Policies) -> Result<Attached, ProjectorError> {
+    let lineage = lineage_of(given);
+    let live = store
+        .ensure_live_version(&lineage, &documents_of(given))
+        .await?;
+    let policies = policies_of(store, &live, given).await?;
+    if !policies.same_versions(given) {
+        tracing::warn!(
+            version = live.version,
+            live = ?live.lineage,
+            given = ?lineage,
+            "the live projection version is built with other policies; projecting with its \
+             own (run `clientlog rebuild` to build and promote a version under the given ones)"
+        );
+    }
+    if live.lineage.code_version != CODE_VERSION {
+        tracing::warn!(
+            version = live.version,
+            code_version = live.lineage.code_version,
+            running = CODE_VERSION,
+            "the live projection version was built by other code; \
+             rebuild to make its rows uniform"
+        );
+    }
+    Ok(Attached {
+        version: live.version,
+        lineage: lineage_of(&policies),
+        policies,
+    })
+}
+
+/// Dead-letters the batch's bad records in `version` and returns their ids by position. A
+/// record another version already resolved gets the same resolution here: a skip is skipped
+/// again, and a record retried successfully is decoded and applied in its place in the batch
+/// (an operator's decision is not undone by a rebuild).
+async fn dead_letter_batch(
+    tx: &mut clientlog_readstore::StoreTx,
+    version: i64,
+    records: &mut [Record],
+    now: i64,
+) -> Result<HashMap<(i32, i64), i64>, ProjectorError> {
+    let mut dead_letters = HashMap::new();
+    for record in records.iter_mut() {
+        let Record::Bad(bad) = record else { continue };
+        let letter = NewDeadLetter {
+            log_partition: bad.position.partition,
+            log_offset: bad.position.offset,
+            customer_id: bad.key.clone(),
+            reason: bad.reason.to_string(),
+            bytes: bad.bytes.clone(),
+        };
+        let id = tx.insert_dead_letter(version, &letter, now).await?;
+        let position = (bad.position.partition, bad.position.offset);
+        let resolved = tx.resolved_elsewhere(version, position).await?;
+        match resolved {
+            Some((other, status)) if status == "skipped" => {
+                if tx.dead_letter(id).await?.status == "open" {
+                    tx.record_dead_letter_action(
+                        id,
+                        "skip",
+                        &format!("skipped as in version {other}"),
+                        0,
+                        Some("skipped"),
+                        now,
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            Some((other, _retried)) => {
+                if let Ok(event) = clientlog_domain::Event::decode(&bad.bytes) {
+                    if tx.dead_letter(id).await?.status == "open" {
+                        tx.record_dead_letter_action(
+                            id,
+                            "retry",
+                            &format!("applied as in version {other}"),
+                            0,
+                            Some("retried"),
+                            now,
+                        )
+                        .await?;
+                    }
+                    *record = Record::Event(Box::new(StoredEvent {
+                        position: bad.position,
+                        recorded_at: time::OffsetDateTime::from_unix_timestamp(now)
+                            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                        bytes: bad.bytes.clone(),
+                        mode: WireMode::Structured,
+                        event,
+                    }));
+                    continue;
+                }
+            }
+            None => {}
+        }
+        tracing::warn!(position = %bad.position, customer = ?bad.key, dead_letter = id,
+            reason = %bad.reason, "dead-lettered a record that is not a valid event");
+        dead_letters.insert(position, id);
+    }
+    Ok(dead_letters)
 }
 
 /// What one batch did.
@@ -383,6 +630,15 @@ pub struct BatchOutcome {
     pub held: u64,
     pub dead_letters: u64,
     pub checkpoints_after: BTreeMap<i32, i64>,
+}
+
+/// The first offset of a partition of `log` (the embedded log starts at 1, a Kafka topic at 0).
+pub(crate) fn first_offset(log: &impl EventLog) -> i64 {
+    if log.dedupes_on_append() {
+        clientlog_eventlog::sqlite::FIRST_OFFSET
+    } else {
+        0
+    }
 }
 
 /// The target of an `until_caught_up` run: the high-water marks at start, and the mark of a

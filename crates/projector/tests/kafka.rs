@@ -23,6 +23,7 @@ async fn run<L: EventLog>(projector: &Projector, log: &L) -> RunStats {
         reevaluate_every: None,
         clock: Clock::Fixed(AS_OF),
         until_caught_up: true,
+        progress: None,
     };
     tokio::time::timeout(
         Duration::from_secs(120),

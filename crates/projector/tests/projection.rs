@@ -28,6 +28,7 @@ fn config(batch_size: usize) -> ProjectorConfig {
         reevaluate_every: None,
         clock: Clock::Fixed(AS_OF),
         until_caught_up: true,
+        progress: None,
     }
 }
 

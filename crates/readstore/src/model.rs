@@ -21,10 +21,55 @@ pub struct Lineage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionVersion {
     pub version: i64,
+    /// `live`, `candidate` or `retired`.
     pub status: String,
     pub lineage: Lineage,
     pub created_at: i64,
     pub promoted_at: Option<i64>,
+    pub retired_at: Option<i64>,
+    pub build: BuildProgress,
+}
+
+/// How far the build of a version (a rebuild from the start of the log) has come.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildProgress {
+    /// Log records folded so far.
+    pub done: i64,
+    /// Log records to fold: those in the log when the build started.
+    pub total: Option<i64>,
+    pub started_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Why the build stopped, if it failed.
+    pub error: Option<String>,
+}
+
+impl BuildProgress {
+    /// Records per second so far.
+    pub fn rate(&self) -> Option<f64> {
+        let elapsed = self.updated_at? - self.started_at?;
+        (elapsed > 0).then(|| self.done as f64 / elapsed as f64)
+    }
+
+    /// Seconds left at the rate so far.
+    pub fn eta_seconds(&self) -> Option<f64> {
+        if self.finished_at.is_some() {
+            return Some(0.0);
+        }
+        let left = (self.total? - self.done).max(0);
+        self.rate()
+            .filter(|r| *r > 0.0)
+            .map(|rate| left as f64 / rate)
+    }
+}
+
+/// The text of a policy a version was built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDocument {
+    /// `grading`, `lifecycle` or `churn`.
+    pub kind: String,
+    pub version: String,
+    pub source: String,
 }
 
 /// One grade factor as stored: the measured value and the 0–100 sub-score.

@@ -1,7 +1,7 @@
 //! Connections, migrations and every statement of the read store.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,6 +38,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "grade inputs",
         include_str!("../../../projections/migrations/sqlite/0004_grade_inputs.sql"),
     ),
+    (
+        5,
+        "rebuilds",
+        include_str!("../../../projections/migrations/sqlite/0005_rebuilds.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -60,14 +65,19 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "grade inputs",
         include_str!("../../../projections/migrations/postgres/0004_grade_inputs.sql"),
     ),
+    (
+        5,
+        "rebuilds",
+        include_str!("../../../projections/migrations/postgres/0005_rebuilds.sql"),
+    ),
 ];
 
 /// Bound parameters per statement: below SQLite's 32 766 and PostgreSQL's 65 535.
 const MAX_PARAMS: usize = 32_000;
 /// Keys per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 1_000;
-/// The high half of the PostgreSQL advisory lock key of a projection version ("CLLG").
-const LOCK_CLASS: i64 = 0x434C_4C47;
+/// The PostgreSQL advisory lock key the store's writers take ("CLLG" in the high half).
+const WRITE_LOCK: i64 = 0x434C_4C47 << 32;
 
 /// Where the read store is.
 #[derive(Debug, Clone)]
@@ -241,8 +251,8 @@ impl ReadStore {
         per_backend!(&self.backend, Backend, pool => pool.close().await)
     }
 
-    /// Starts a transaction holding the write lock of `version` (see the crate docs).
-    pub async fn begin(&self, version: i64) -> Result<StoreTx, StoreError> {
+    /// Starts a transaction holding the store's write lock (see the crate docs).
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let inner = match &self.backend {
             Backend::Sqlite(pool) => TxBackend::Sqlite(
                 pool.begin_with("BEGIN IMMEDIATE")
@@ -255,71 +265,14 @@ impl ReadStore {
                     .await
                     .map_err(db("starting a read store transaction"))?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind((LOCK_CLASS << 32) | (version & 0xFFFF_FFFF))
+                    .bind(WRITE_LOCK)
                     .execute(&mut *tx)
                     .await
-                    .map_err(db("taking the projection version's lock"))?;
+                    .map_err(db("taking the read store's write lock"))?;
                 TxBackend::Postgres(tx)
             }
         };
         Ok(StoreTx { inner })
-    }
-
-    /// The live projection version, created (as version 1) if the store has none. A live
-    /// version built under other policies is returned as it is; the caller decides what to do.
-    pub async fn ensure_live_version(
-        &self,
-        lineage: &Lineage,
-    ) -> Result<ProjectionVersion, StoreError> {
-        let mut tx = self.begin(0).await?;
-        if let Some(live) = tx.live_version().await? {
-            tx.commit().await?;
-            return Ok(live);
-        }
-        let now = now_unix();
-        per_backend!(&mut tx.inner, TxBackend, c => {
-            let next: i64 = QueryBuilder::<Db>::new(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM projection_versions",
-            )
-            .build()
-            .fetch_one(&mut **c)
-            .await
-            .map_err(db("choosing a projection version"))?
-            .try_get(0)
-            .map_err(db("choosing a projection version"))?;
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO projection_versions (version, status, code_version, state_format, \
-                 grading_version, lifecycle_version, churn_version, created_at, promoted_at) ",
-            );
-            q.push_values([()], |mut b, ()| {
-                b.push_bind(next)
-                    .push_bind("live")
-                    .push_bind(lineage.code_version)
-                    .push_bind(lineage.state_format)
-                    .push_bind(lineage.grading_version.as_str())
-                    .push_bind(lineage.lifecycle_version.as_str())
-                    .push_bind(lineage.churn_version.as_str())
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build()
-                .execute(&mut **c)
-                .await
-                .map_err(db("creating the live projection version"))?;
-        });
-        let live = tx.live_version().await?.ok_or_else(|| {
-            StoreError::Invalid("the live projection version vanished".to_string())
-        })?;
-        tx.commit().await?;
-        Ok(live)
-    }
-
-    /// The live projection version, if any.
-    pub async fn live_version(&self) -> Result<Option<ProjectionVersion>, StoreError> {
-        let mut tx = self.begin(0).await?;
-        let live = tx.live_version().await?;
-        tx.commit().await?;
-        Ok(live)
     }
 
     /// Per partition, the last offset whose effect is stored for `version`.
@@ -786,35 +739,6 @@ impl StoreTx {
         per_backend!(self.inner, TxBackend, tx => tx.rollback().await.map_err(db("rolling back")))
     }
 
-    async fn live_version(&mut self) -> Result<Option<ProjectionVersion>, StoreError> {
-        per_backend!(&mut self.inner, TxBackend, c => {
-            let row = QueryBuilder::<Db>::new(
-                "SELECT version, status, code_version, state_format, grading_version, \
-                 lifecycle_version, churn_version, created_at, promoted_at \
-                 FROM projection_versions WHERE status = 'live'",
-            )
-            .build()
-            .fetch_optional(&mut **c)
-            .await
-            .map_err(db("reading the live projection version"))?;
-            let Some(r) = row else { return Ok(None) };
-            let e = || db("reading the live projection version");
-            Ok(Some(ProjectionVersion {
-                version: r.try_get(0).map_err(e())?,
-                status: r.try_get(1).map_err(e())?,
-                lineage: Lineage {
-                    code_version: r.try_get(2).map_err(e())?,
-                    state_format: r.try_get(3).map_err(e())?,
-                    grading_version: r.try_get(4).map_err(e())?,
-                    lifecycle_version: r.try_get(5).map_err(e())?,
-                    churn_version: r.try_get(6).map_err(e())?,
-                },
-                created_at: r.try_get(7).map_err(e())?,
-                promoted_at: r.try_get(8).map_err(e())?,
-            }))
-        })
-    }
-
     /// What the store holds about `customers` in `version`: state, verdict summary, chain head.
     pub async fn load_customers(
         &mut self,
@@ -892,16 +816,17 @@ impl StoreTx {
         Ok(loaded)
     }
 
-    /// Those of `ids` already applied (present in the audit copy).
-    pub async fn applied_event_ids(
+    /// Those of `ids` present in the audit copy, with the log position they were applied from.
+    pub async fn audited_event_ids(
         &mut self,
         ids: &[[u8; 16]],
-    ) -> Result<HashSet<[u8; 16]>, StoreError> {
-        let mut found = HashSet::new();
+    ) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+        let mut found = HashMap::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             per_backend!(&mut self.inner, TxBackend, c => {
                 let mut q = QueryBuilder::<Db>::new(
-                    "SELECT event_id FROM customer_events WHERE event_id IN (",
+                    "SELECT event_id, log_partition, log_offset FROM customer_events \
+                     WHERE event_id IN (",
                 );
                 let mut list = q.separated(", ");
                 for id in chunk {
@@ -909,11 +834,38 @@ impl StoreTx {
                 }
                 q.push(")");
                 for r in q.build().fetch_all(&mut **c).await.map_err(db("looking up applied ids"))? {
-                    found.insert(id16(r.try_get(0).map_err(db("reading an applied id"))?)?);
+                    let e = || db("reading an applied id");
+                    let partition: i64 = r.try_get(1).map_err(e())?;
+                    found.insert(
+                        id16(r.try_get(0).map_err(e())?)?,
+                        (partition as i32, r.try_get(2).map_err(e())?),
+                    );
                 }
             });
         }
         Ok(found)
+    }
+
+    /// Per partition, the furthest offset any version has projected: the audit copy holds
+    /// every applied event up to there (it is shared, and written by whichever version applies
+    /// an event first).
+    pub async fn audit_frontier(&mut self) -> Result<BTreeMap<i32, i64>, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            QueryBuilder::<Db>::new(
+                "SELECT log_partition, MAX(log_offset) FROM checkpoints GROUP BY log_partition",
+            )
+            .build()
+            .fetch_all(&mut **c)
+            .await
+            .map_err(db("reading the audit frontier"))?
+            .iter()
+            .map(|r| {
+                let e = || db("reading the audit frontier");
+                let partition: i64 = r.try_get(0).map_err(e())?;
+                Ok((partition as i32, r.try_get(1).map_err(e())?))
+            })
+            .collect()
+        })
     }
 
     /// For each of `customers` with an open dead letter in `version`: the earliest one's id.
@@ -942,6 +894,34 @@ impl StoreTx {
             });
         }
         Ok(found)
+    }
+
+    /// The resolution (`skipped` or `retried`) another version gave the record at `position`,
+    /// with that version (the most recent if several did).
+    pub async fn resolved_elsewhere(
+        &mut self,
+        version: i64,
+        (partition, offset): (i32, i64),
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        per_backend!(&mut self.inner, TxBackend, c => {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT version, status FROM dead_letters WHERE status <> 'open' AND version <> ",
+            );
+            q.push_bind(version);
+            q.push(" AND log_partition = ").push_bind(i64::from(partition));
+            q.push(" AND log_offset = ").push_bind(offset);
+            q.push(" ORDER BY resolved_at DESC LIMIT 1");
+            let row = q
+                .build()
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(db("looking up other versions' resolutions"))?;
+            row.map(|r| {
+                let e = || db("reading another version's resolution");
+                Ok((r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?))
+            })
+            .transpose()
+        })
     }
 
     /// Dead-letters a record (once per position and version) and records the action; returns
@@ -1367,4 +1347,6 @@ impl StoreTx {
     }
 }
 mod audit;
+mod versions;
 pub use audit::GradeRow;
+pub use versions::PromoteError;

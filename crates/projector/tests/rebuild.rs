@@ -1,0 +1,229 @@
+//! Rebuild beside live, against a real embedded log and a real read store (SQLite, and
+//! PostgreSQL when `CLIENTLOG_TEST_DATABASE_URL` is set): a new version is built under new
+//! weights while the live projector runs and appends continue; it is promoted, the live
+//! projector follows it, nothing is lost in the switch, and the result equals a clean build
+//! under the new weights. Then the version bookkeeping: policies follow the live version,
+//! the live version cannot be dropped, a retired one can.
+
+use std::time::{Duration, Instant};
+
+use clientlog_demo::{Config, Generator, YearMonth};
+use clientlog_domain::policy::{self, DEFAULT_GRADING, GRADING_FILE};
+use clientlog_domain::{Event, Policies};
+use clientlog_eventlog::{AppendEvent, EventLog, SqliteLog};
+use clientlog_projector::rebuild::{run_rebuild, RebuildOptions};
+use clientlog_projector::{Clock, Projector, ProjectorConfig};
+use clientlog_readstore::test_support::{Backend, TestStore};
+use clientlog_readstore::{PromoteError, ReadStore};
+use tokio_util::sync::CancellationToken;
+
+/// 2026-01-01T00:00:00Z: the as_of of every verdict in these tests.
+const AS_OF: i64 = 1_767_225_600;
+
+fn config(until_caught_up: bool) -> ProjectorConfig {
+    ProjectorConfig {
+        batch_size: 400,
+        batch_wait: Duration::from_millis(20),
+        reevaluate_every: None,
+        clock: Clock::Fixed(AS_OF),
+        until_caught_up,
+        progress: None,
+    }
+}
+
+/// The shipped policies with loyalty weighed instead of monthly sales.
+fn loyalty_policies() -> Policies {
+    let text = DEFAULT_GRADING
+        .replace("monthly_sales = 50", "monthly_sales = 20")
+        .replace("loyalty = 10", "loyalty = 40");
+    let mut policies = Policies::defaults();
+    policies.grading = policy::parse(GRADING_FILE, &text).expect("grading");
+    assert_ne!(
+        policies.grading.version,
+        Policies::defaults().grading.version
+    );
+    policies
+}
+
+fn demo_batches(customers: u32, months: u32, seed: u64) -> Vec<Vec<AppendEvent>> {
+    let mut generator = Generator::new(Config {
+        customers,
+        months,
+        seed,
+        start: YearMonth::new(2024, 1).expect("month"),
+    })
+    .expect("generator");
+    let mut batches = Vec::new();
+    while let Some(batch) = generator.next_batch() {
+        let batch: Vec<Event> = batch;
+        // Monthly batches in smaller appends, so appends keep coming during the rebuild.
+        for part in batch.chunks(200) {
+            batches.push(part.iter().map(AppendEvent::from_event).collect());
+        }
+    }
+    batches
+}
+
+async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) {
+    let last = log.high_water_marks().await.expect("hwm")[&0] - 1;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = store.checkpoints(version).await.expect("checkpoints");
+        if done.get(&0).copied() == Some(last) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "version {version} stuck at {done:?}, log ends at {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(stringify!($name), super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(concat!("postgres::", stringify!($name)), super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+both_backends!(rebuild_beside_live_while_appends_continue);
+
+async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    let mut batches = demo_batches(200, 18, 3);
+    let after_promotion = batches.pop().expect("a last batch");
+    let (first, rest) = batches.split_at(batches.len() / 2);
+    for batch in first {
+        log.append(batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+
+    // The live version keeps projecting while appends go on.
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live projector");
+    let old = live.version();
+    let shutdown = CancellationToken::new();
+    let live_run = tokio::spawn({
+        let (live, log, shutdown) = (live.clone(), log.clone(), shutdown.clone());
+        async move { live.run(&log, &config(false), shutdown).await }
+    });
+    let appender = tokio::spawn({
+        let (log, rest) = (log.clone(), rest.to_vec());
+        async move {
+            for batch in rest {
+                log.append(&batch).await.expect("append");
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+    });
+
+    let new_policies = loyalty_policies();
+    let candidate = Projector::candidate(store.clone(), new_policies.clone())
+        .await
+        .expect("candidate");
+    let new = candidate.version();
+    assert_ne!(new, old);
+    let options = RebuildOptions {
+        promote: true,
+        clock: Clock::Fixed(AS_OF),
+        batch_size: 700,
+        top_movers: 5,
+    };
+    let outcome = run_rebuild(&candidate, &log, &options, CancellationToken::new(), |_| {})
+        .await
+        .expect("rebuild");
+    assert!(outcome.promoted);
+    assert_eq!(outcome.previous, Some(old));
+    assert!(outcome.stats.records > 0);
+
+    // The live projector follows the promotion (at its next batch) and projects every later
+    // append into the new version.
+    appender.await.expect("appender");
+    log.append(&after_promotion).await.expect("append");
+    wait_until_projected(&store, &log, new).await;
+    assert_eq!(live.version(), new);
+    shutdown.cancel();
+    live_run.await.expect("join").expect("live run");
+
+    let versions = store.versions().await.expect("versions");
+    let status = |v: i64| {
+        versions
+            .iter()
+            .find(|x| x.version == v)
+            .map(|x| x.status.clone())
+    };
+    assert_eq!(status(old).as_deref(), Some("retired"));
+    assert_eq!(status(new).as_deref(), Some("live"));
+    let built = versions.iter().find(|x| x.version == new).expect("new");
+    assert!(built.build.finished_at.is_some() && built.build.error.is_none());
+    assert!(built.build.done > 0 && built.build.total.is_some());
+
+    // Equal to a clean build of the whole log under the new policies, row for row.
+    let clean_store = b.open().await.expect("clean store");
+    let clean = Projector::new(clean_store.clone(), new_policies.clone())
+        .await
+        .expect("clean projector");
+    clean
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("clean run");
+    let built = store.snapshot(new).await.expect("snapshot");
+    let expected = clean_store
+        .snapshot(clean.version())
+        .await
+        .expect("clean snapshot");
+    assert_eq!(built.customers.len(), 200);
+    assert_eq!(built.customers, expected.customers);
+    assert_eq!(built.states, expected.states);
+    assert_eq!(built.events, expected.events);
+    assert_eq!(built.checkpoints, expected.checkpoints);
+
+    // The comparison: both versions hold every customer; loyalty weighed 40 moves scores.
+    let comparison = outcome.comparison.expect("comparison");
+    assert_eq!((comparison.from, comparison.to), (old, new));
+    assert!(comparison.report.customers > 0);
+    assert!(!comparison.report.top_movers.is_empty());
+
+    // A projector started with the shipped policies projects the live version with its own.
+    let attached = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("attach");
+    assert_eq!(attached.version(), new);
+    assert!(attached.attached().policies.same_versions(&new_policies));
+
+    // The live version cannot be dropped; the retired one can, with all its rows.
+    assert!(matches!(
+        store.drop_version(new).await,
+        Err(PromoteError::Live(v)) if v == new
+    ));
+    assert!(store.drop_version(old).await.expect("drop") > 0);
+    let dropped = store.snapshot(old).await.expect("snapshot");
+    assert!(dropped.customers.is_empty() && dropped.states.is_empty());
+    assert!(store.version(old).await.expect("version").is_none());
+
+    log.close().await;
+    store.close().await;
+    clean_store.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
+}
