@@ -114,6 +114,9 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
     let mut kills_mid_run = 0;
     let mut restarts = 0;
     let mut progress = Vec::new();
+    // Kills come at a random moment within this window, which doubles after a run that
+    // committed nothing (a loaded machine), so that the runs make progress between kills.
+    let mut window_ms: u64 = 3000;
     while kills_mid_run < KILLS {
         restarts += 1;
         assert!(
@@ -131,7 +134,7 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn projector");
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..3000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..window_ms))).await;
         // SIGKILL: no chance to finish a batch or close anything.
         child.kill().expect("kill -9");
         child.wait().expect("reap");
@@ -151,6 +154,9 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
             None => None,
         };
         store.close().await;
+        if progress.last().copied().unwrap_or(0) == done.unwrap_or(0) {
+            window_ms = (window_ms * 2).min(60_000);
+        }
         progress.push(done.unwrap_or(0));
         if done.unwrap_or(0) < end {
             kills_mid_run += 1;

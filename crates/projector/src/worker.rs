@@ -407,6 +407,15 @@ impl Projector {
         customers.dedup();
         let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
         let mut tx = self.begin(&attached).await?;
+        // Records this version already reflects (another projector of it got there first, or
+        // Kafka delivered them again) change nothing.
+        let reflected = tx.checkpoints_of(version).await?;
+        let read = records.len() as u64;
+        records.retain(|r| {
+            let (partition, offset) = r.position();
+            reflected.get(&partition).is_none_or(|&done| offset > done)
+        });
+        let already = read - records.len() as u64;
         // Open dead letters before this batch's: those hold a customer from its first record.
         let blocked = tx.open_dead_letters_of(version, &customers).await?;
         let dead_letters = dead_letter_batch(&mut tx, version, &mut records, now).await?;
@@ -463,6 +472,13 @@ impl Projector {
             "batch phases"
         );
 
+        // Where the version is now, including partitions whose records of this batch were all
+        // reflected already (a checkpoint never moves back).
+        let mut checkpoints_after = reflected;
+        for (&partition, &offset) in &write.checkpoints {
+            let entry = checkpoints_after.entry(partition).or_insert(offset);
+            *entry = (*entry).max(offset);
+        }
         let events = records
             .iter()
             .filter(|r| matches!(r, Record::Event(_)))
@@ -470,12 +486,12 @@ impl Projector {
         let applied = write.events.len() as u64;
         let held = write.held.len() as u64;
         Ok(BatchOutcome {
-            records: records.len() as u64,
+            records: read,
             applied,
             held,
-            duplicates: events.saturating_sub(applied + held),
+            duplicates: events.saturating_sub(applied + held) + already,
             dead_letters: (records.len() as u64) - events,
-            checkpoints_after: write.checkpoints.clone(),
+            checkpoints_after,
         })
     }
 

@@ -12,6 +12,7 @@ use clientlog_domain::policy::{self, DEFAULT_GRADING, GRADING_FILE};
 use clientlog_domain::{Event, Policies};
 use clientlog_eventlog::{AppendEvent, EventLog, SqliteLog};
 use clientlog_projector::rebuild::{run_rebuild, RebuildOptions};
+use clientlog_projector::replay::{policies_live_at, replay_customer, ReplayAt};
 use clientlog_projector::{Clock, Projector, ProjectorConfig};
 use clientlog_readstore::test_support::{Backend, TestStore};
 use clientlog_readstore::{PromoteError, ReadStore};
@@ -97,7 +98,11 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(rebuild_beside_live_while_appends_continue);
+both_backends!(
+    rebuild_beside_live_while_appends_continue,
+    two_projectors_of_one_version_apply_each_event_once,
+    replay_uses_the_policies_live_then,
+);
 
 async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend) {
     let Some(a) = TestStore::new(test, backend).await else {
@@ -226,4 +231,127 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
     clean_store.close().await;
     a.cleanup().await;
     b.cleanup().await;
+}
+
+/// Two projectors of the live version reading the same log at once (each reads every
+/// partition): every event is applied once, and the rows equal a single projector's.
+async fn two_projectors_of_one_version_apply_each_event_once(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    for batch in demo_batches(120, 12, 9) {
+        log.append(&batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+    let one = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("one");
+    let other = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("other");
+    let large = config(true);
+    let small = ProjectorConfig {
+        batch_size: 150,
+        ..config(true)
+    };
+    let (x, y) = tokio::join!(
+        one.run(&log, &large, CancellationToken::new()),
+        other.run(&log, &small, CancellationToken::new()),
+    );
+    let (x, y) = (x.expect("one"), y.expect("other"));
+    assert!(x.applied + y.applied > 0);
+
+    let clean_store = b.open().await.expect("clean store");
+    let clean = Projector::new(clean_store.clone(), Policies::defaults())
+        .await
+        .expect("clean");
+    let c = clean
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("clean run");
+    assert_eq!(x.applied + y.applied, c.applied);
+    let both = store.snapshot(one.version()).await.expect("snapshot");
+    let expected = clean_store
+        .snapshot(clean.version())
+        .await
+        .expect("clean snapshot");
+    assert_eq!(both.customers, expected.customers);
+    assert_eq!(both.states, expected.states);
+    assert_eq!(both.events, expected.events);
+
+    log.close().await;
+    store.close().await;
+    clean_store.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
+}
+
+/// Replay evaluates with the policies that were live at the time asked about, read back from
+/// the texts stored with each version.
+async fn replay_uses_the_policies_live_then(test: &str, backend: Backend) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let store = a.open().await.expect("store");
+    let first = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("first");
+    let before = store
+        .version(first.version())
+        .await
+        .expect("version")
+        .and_then(|v| v.promoted_at)
+        .expect("promoted");
+    // Promotion times are whole seconds: let one pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new_policies = loyalty_policies();
+    let second = Projector::candidate(store.clone(), new_policies.clone())
+        .await
+        .expect("candidate");
+    store
+        .promote(second.version(), false)
+        .await
+        .expect("promote");
+    let after = store
+        .version(second.version())
+        .await
+        .expect("version")
+        .and_then(|v| v.promoted_at)
+        .expect("promoted");
+    assert!(after > before);
+
+    // The fallback is deliberately other than both: it must not be used.
+    let mut fallback = Policies::defaults();
+    let other_weights = DEFAULT_GRADING
+        .replace("monthly_sales = 50", "monthly_sales = 30")
+        .replace("loyalty = 10", "loyalty = 30");
+    fallback.grading = policy::parse(GRADING_FILE, &other_weights).expect("grading");
+    let then = policies_live_at(&store, before, &fallback)
+        .await
+        .expect("then");
+    assert!(then.same_versions(&Policies::defaults()));
+    let now = policies_live_at(&store, after, &fallback)
+        .await
+        .expect("now");
+    assert!(now.same_versions(&new_policies));
+
+    let at = ReplayAt {
+        as_of: AS_OF,
+        known_at_nanos: Some(before * 1_000_000_000),
+    };
+    let replayed = replay_customer(&store, "CUST-000001", &fallback, at)
+        .await
+        .expect("replay");
+    assert_eq!(
+        replayed.policies.grading,
+        Policies::defaults().grading.version
+    );
+    store.close().await;
+    a.cleanup().await;
 }

@@ -345,7 +345,8 @@ impl StoreTx {
         })
     }
 
-    async fn checkpoints_of(&mut self, version: i64) -> Result<BTreeMap<i32, i64>, StoreError> {
+    /// Per partition, the last offset whose effect is in `version` (read in this transaction).
+    pub async fn checkpoints_of(&mut self, version: i64) -> Result<BTreeMap<i32, i64>, StoreError> {
         per_backend!(&mut self.inner, TxBackend, c => {
             let mut q = QueryBuilder::<Db>::new(
                 "SELECT log_partition, log_offset FROM checkpoints WHERE version = ",
