@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod append;
+mod bench;
 mod dead_letters;
 mod demo;
 mod export;
@@ -61,6 +62,8 @@ enum Command {
     Verify(verify::Args),
     /// What-if grading of every customer under another grading policy (no replay).
     Simulate(simulate::Args),
+    /// Measure every performance figure beside its limit; print a table and write JSON.
+    Bench(bench::Args),
 }
 
 #[tokio::main]
@@ -80,5 +83,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Export(args) => export::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
