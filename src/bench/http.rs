@@ -289,7 +289,7 @@ pub fn requests(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
             ),
             row(
                 "POST /v1/events, one event each",
-                "events/s",
+                "req/s",
                 Target {
                     at_least: Some(15_000.0),
                     p99_below_ms: Some(20.0),
