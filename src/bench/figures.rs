@@ -26,21 +26,11 @@ pub const AS_OF: i64 = 1_767_225_600;
 
 /// A demo history: `customers` over `months` from January 2024, in generation order.
 pub fn demo_events(customers: u32, months: u32, seed: u64) -> anyhow::Result<Vec<Event>> {
-    demo_events_from(customers, months, seed, YearMonth::new(2024, 1)?)
-}
-
-/// A demo history: `customers` over `months` from `start`, in generation order.
-pub fn demo_events_from(
-    customers: u32,
-    months: u32,
-    seed: u64,
-    start: YearMonth,
-) -> anyhow::Result<Vec<Event>> {
     let mut generator = Generator::new(Config {
         customers,
         months,
         seed,
-        start,
+        start: YearMonth::new(2024, 1)?,
     })
     .context("while setting up the demo generator")?;
     let mut events = Vec::new();

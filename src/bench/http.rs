@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::figures::{append_all, demo_events_from, purchase_json};
+use super::figures::{append_all, purchase_json};
 use super::load::{self, LoadResult};
 use super::{Bench, Figure, Stats, Target};
 
@@ -51,10 +51,18 @@ impl Server {
         std::fs::create_dir_all(&dir)?;
         let started = Instant::now();
         let months = b.sizes.http_months;
-        let events = demo_events_from(b.sizes.http_customers, months, 1, months_back(months)?)?;
         let log = SqliteLog::open_path(dir.join("events.db")).await?;
-        let appended = append_all(&log, &events).await?.len();
-        drop(events);
+        // Month by month, so that a big book is never all in memory.
+        let mut generator = clientlog_demo::Generator::new(clientlog_demo::Config {
+            customers: b.sizes.http_customers,
+            months,
+            seed: 1,
+            start: months_back(months)?,
+        })?;
+        let mut appended = 0;
+        while let Some(events) = generator.next_batch() {
+            appended += append_all(&log, &events).await?.len();
+        }
         let store_config = StoreConfig::Sqlite {
             path: dir.join("readstore.db"),
         };
