@@ -326,6 +326,8 @@ pub fn append_visible(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>
         let mut p50 = Vec::new();
         let mut rates = Vec::new();
         for run in 0..=runs {
+            // Each run starts with nothing left to project (the POST figure leaves a backlog).
+            caught_up(server).await?;
             let r = visible_run(server, Duration::from_secs_f64(secs)).await?;
             // Run 0 is the warm-up.
             if run > 0 {
@@ -351,6 +353,31 @@ pub fn append_visible(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>
             rate.median, p50.median
         ))])
     })
+}
+
+/// Waits (at most 5 minutes) until the projector has folded everything appended so far.
+async fn caught_up(server: &Server) -> anyhow::Result<()> {
+    use clientlog_eventlog::EventLog;
+    let end = server.log.high_water_marks().await?;
+    let started = Instant::now();
+    loop {
+        let checkpoints = server
+            .projector
+            .store()
+            .checkpoints(server.projector.version())
+            .await?;
+        if end
+            .iter()
+            .all(|(p, &next)| checkpoints.get(p).is_some_and(|&c| c + 1 >= next))
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the projector did not catch up within 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One steady run: each POST's answer time, and when the checkpoint covered its last event.
