@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod append;
+mod bench;
 mod dead_letters;
 mod demo;
 mod export;
@@ -67,6 +68,8 @@ enum Command {
     Rebuild(rebuild::Args),
     /// List, promote, drop or compare projection versions.
     Versions(versions::Args),
+    /// Measure every performance figure beside its limit; print a table and write JSON.
+    Bench(bench::Args),
 }
 
 #[tokio::main]
@@ -88,5 +91,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Versions(args) => versions::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -1,0 +1,899 @@
+//! The figures that need no HTTP: decoding, the embedded and Kafka logs, live projection and
+//! what-if simulation, each beside the limit it is compared with.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clientlog_demo::{Config, Generator, YearMonth};
+use clientlog_domain::{evaluate, CustomerState, Event, Policies};
+use clientlog_eventlog::{AppendEvent, EventLog, KafkaConfig, KafkaLog, SqliteConfig, SqliteLog};
+use clientlog_projector::{Clock, Projector, ProjectorConfig};
+use clientlog_readstore::{ReadStore, StoreConfig};
+use futures::future::BoxFuture;
+use futures::StreamExt as _;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+
+use super::{measure, Bench, Figure, Target};
+
+/// The business time every projection evaluates at (2026-01-01), so runs are comparable.
+pub const AS_OF: i64 = 1_767_225_600;
+
+/// A demo history: `customers` over `months` from January 2024, in generation order.
+pub fn demo_events(customers: u32, months: u32, seed: u64) -> anyhow::Result<Vec<Event>> {
+    let mut generator = Generator::new(Config {
+        customers,
+        months,
+        seed,
+        start: YearMonth::new(2024, 1)?,
+    })
+    .context("while setting up the demo generator")?;
+    let mut events = Vec::new();
+    while let Some(batch) = generator.next_batch() {
+        events.extend(batch);
+    }
+    Ok(events)
+}
+
+/// A purchase event with a fresh time-ordered (v7) id, as producers send them.
+pub fn purchase_json(customer: &str, n: u64) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"/bench","type":"purchase.recorded","subject":"{customer}","time":"2026-03-14T09:30:00Z","data":{{"order_id":"SO-{n}","amount":{{"minor":{minor},"currency":"EUR"}},"units":1}}}}"#,
+        id = uuid::Uuid::now_v7(),
+        minor = 100 + n % 100_000
+    )
+}
+
+/// `n` fresh purchase events of 500 customers.
+fn purchases(n: usize) -> anyhow::Result<Vec<AppendEvent>> {
+    (0..n)
+        .map(|i| {
+            let json = purchase_json(&format!("CUST-{:06}", i % 500 + 1), i as u64);
+            AppendEvent::from_bytes(json.into_bytes()).context("a bench event does not decode")
+        })
+        .collect()
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux), so that a rate holds for one core even
+/// while other processes compete for it.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Items per CPU-second of `work` (which handles `items` per call), called until `secs` of this
+/// thread's CPU time have passed (wall time where there is no per-thread clock).
+fn per_cpu_second(secs: f64, items: usize, mut work: impl FnMut()) -> f64 {
+    let cpu = || thread_cpu_ns().map(|ns| ns as f64 / 1e9);
+    let wall = Instant::now();
+    let clock = move || cpu().unwrap_or_else(|| wall.elapsed().as_secs_f64());
+    let start = clock();
+    let mut calls = 0usize;
+    loop {
+        work();
+        calls += 1;
+        let spent = clock() - start;
+        if spent >= secs {
+            return (calls * items) as f64 / spent;
+        }
+    }
+}
+
+/// A synchronous CPU measurement on this worker thread, without stalling the runtime's other
+/// tasks.
+async fn cpu_measure(runs: usize, mut run: impl FnMut() -> f64) -> anyhow::Result<super::Stats> {
+    measure(runs, || {
+        let rate = tokio::task::block_in_place(&mut run);
+        async move { Ok(rate) }
+    })
+    .await
+}
+
+/// decode + validate vs `serde_json::Value` of the same bytes; fold and evaluate (no limit).
+pub fn decode(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let secs = b.sizes.cpu_secs;
+        let runs = b.sizes.runs;
+        let events = demo_events(200, 24, 7)?;
+        let wire: Vec<Vec<u8>> = events.iter().map(Event::encode).collect();
+        let average = wire.iter().map(Vec::len).sum::<usize>() / wire.len().max(1);
+        for bytes in &wire {
+            Event::decode(bytes).context("a demo event does not decode")?;
+        }
+        let decode = cpu_measure(runs, || {
+            per_cpu_second(secs, wire.len(), || {
+                for bytes in &wire {
+                    let _ = black_box(Event::decode(black_box(bytes)));
+                }
+            })
+        })
+        .await?;
+        let value = cpu_measure(runs, || {
+            per_cpu_second(secs, wire.len(), || {
+                for bytes in &wire {
+                    let _ = black_box(serde_json::from_slice::<serde_json::Value>(black_box(
+                        bytes,
+                    )));
+                }
+            })
+        })
+        .await?;
+
+        // Each customer's history in log order, folded from an empty state.
+        let mut histories: HashMap<&str, Vec<&Event>> = HashMap::new();
+        for e in &events {
+            histories.entry(e.subject.as_str()).or_default().push(e);
+        }
+        let histories: Vec<Vec<&Event>> = histories.into_values().collect();
+        let fold = cpu_measure(runs, || {
+            per_cpu_second(secs, events.len(), || {
+                for history in &histories {
+                    let mut state = CustomerState::default();
+                    for e in history {
+                        state.apply(black_box(e));
+                    }
+                    black_box(state);
+                }
+            })
+        })
+        .await?;
+        let policies = Policies::defaults();
+        let states: Vec<CustomerState> = histories
+            .iter()
+            .map(|h| {
+                let mut state = CustomerState::default();
+                h.iter().for_each(|e| state.apply(e));
+                state
+            })
+            .collect();
+        let evaluated = cpu_measure(runs, || {
+            per_cpu_second(secs, states.len(), || {
+                for s in &states {
+                    black_box(evaluate(black_box(s), &policies, AS_OF));
+                }
+            })
+        })
+        .await?;
+        Ok(vec![
+            Figure::new(
+                "decode + validate (per CPU-second)",
+                "events/s",
+                Target {
+                    at_least: Some(400_000.0),
+                    ..Target::text("≥ 400 k/s/core")
+                },
+            )
+            .value(decode)
+            .limit("serde_json::Value of the same bytes", value)
+            .note(format!(
+                "{} demo events, {average} B on average",
+                wire.len()
+            )),
+            Figure::new(
+                "fold (apply, per CPU-second)",
+                "events/s",
+                Target {
+                    at_least: Some(5_000_000.0),
+                    ..Target::text("≥ 5 M/s")
+                },
+            )
+            .value(fold),
+            Figure::new(
+                "evaluate (per CPU-second)",
+                "customers/s",
+                Target {
+                    at_least: Some(1_000_000.0),
+                    ..Target::text("≥ 1 M/s")
+                },
+            )
+            .value(evaluated),
+        ])
+    })
+}
+
+/// A bare connection to `path` with the log writer's file settings.
+async fn bare_sqlite(path: &Path) -> anyhow::Result<sqlx::SqliteConnection> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .pragma("cache_size", "-65536")
+        .pragma("mmap_size", (256_u64 << 20).to_string())
+        .connect()
+        .await
+        .context("while opening the bare SQLite file")?;
+    sqlx::query(
+        "CREATE TABLE bare (position INTEGER PRIMARY KEY, event_id BLOB NOT NULL UNIQUE, \
+         subject TEXT NOT NULL, recorded_at INTEGER NOT NULL, payload BLOB NOT NULL) STRICT",
+    )
+    .execute(&mut conn)
+    .await
+    .context("while creating the bare table")?;
+    Ok(conn)
+}
+
+/// The limit of an embedded append: the same rows as one multi-row `INSERT` in one
+/// transaction, with none of the log's work (no duplicate lookup, no group queue).
+async fn bare_insert(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[AppendEvent],
+) -> anyhow::Result<()> {
+    let mut tx = conn.begin().await?;
+    let values = vec!["(?,?,?,?)"; events.len()].join(",");
+    let sql = format!("INSERT INTO bare (event_id, subject, recorded_at, payload) VALUES {values}");
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        query = query
+            .bind(event.id().as_uuid().as_bytes().to_vec())
+            .bind(event.subject().as_str())
+            .bind(0_i64)
+            .bind(event.bytes());
+    }
+    query.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Batches of 1 000 into the embedded log vs a bare SQLite insert of the same rows.
+pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let batches = b.sizes.append_batches;
+        let log = SqliteLog::open(SqliteConfig::new(b.path("append.db")))
+            .await
+            .context("while opening the log")?;
+        let mut bare = bare_sqlite(&b.path("bare.db")).await?;
+        let value = measure(b.sizes.runs, || {
+            let log = &log;
+            async move {
+                let batches: Vec<_> = (0..batches)
+                    .map(|_| purchases(1000))
+                    .collect::<anyhow::Result<_>>()?;
+                let started = Instant::now();
+                for events in &batches {
+                    log.append(events).await?;
+                }
+                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        let mut limit_runs = Vec::new();
+        for run in 0..=b.sizes.runs {
+            let batches: Vec<_> = (0..batches)
+                .map(|_| purchases(1000))
+                .collect::<anyhow::Result<_>>()?;
+            let started = Instant::now();
+            for events in &batches {
+                bare_insert(&mut bare, events).await?;
+            }
+            // Run 0 is the warm-up.
+            if run > 0 {
+                limit_runs.push((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64());
+            }
+        }
+        log.close().await;
+        bare.close().await?;
+        Ok(vec![Figure::new(
+            "append, embedded, batches of 1 000",
+            "events/s",
+            Target {
+                at_least: Some(200_000.0),
+                ratio_at_least: Some(0.5),
+                ..Target::text("≥ 200 k/s, ≥ 50 % of limit")
+            },
+        )
+        .value(value)
+        .limit(
+            "bare SQLite multi-row insert, one txn per 1 000",
+            super::Stats::of(limit_runs),
+        )
+        .note(format!("{batches} batches per run"))])
+    })
+}
+
+/// 64 clients appending single events in a closed loop vs one client doing the same.
+pub fn embedded_concurrent(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let per_client = b.sizes.concurrent_per_client;
+        let single = b.sizes.single_writer_events;
+        let log = SqliteLog::open(SqliteConfig::new(b.path("concurrent.db")))
+            .await
+            .context("while opening the log")?;
+        let commits_before = log.commit_count();
+        let mut appended = 0usize;
+        let value = measure(b.sizes.runs, || {
+            let log = log.clone();
+            appended += 64 * per_client;
+            async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                let clients: Vec<Vec<AppendEvent>> = (0..64)
+                    .map(|_| purchases(per_client))
+                    .collect::<anyhow::Result<_>>()?;
+                let started = Instant::now();
+                for events in clients {
+                    let log = log.clone();
+                    tasks.spawn(async move {
+                        for event in events {
+                            log.append(&[event]).await?;
+                        }
+                        Ok::<_, clientlog_eventlog::LogError>(())
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done??;
+                }
+                Ok((64 * per_client) as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        let commits = log.commit_count() - commits_before;
+        let limit = measure(b.sizes.runs, || {
+            let log = &log;
+            async move {
+                let events = purchases(single)?;
+                let started = Instant::now();
+                for event in events {
+                    log.append(&[event]).await?;
+                }
+                Ok(single as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        log.close().await;
+        Ok(vec![Figure::new(
+            "append, embedded, 64 concurrent single events",
+            "events/s",
+            Target {
+                at_least: Some(20_000.0),
+                ..Target::text("≥ 20 k/s")
+            },
+        )
+        .value(value)
+        .limit("one writer, single events", limit)
+        .note(format!(
+            "{:.1} events per commit",
+            appended as f64 / commits.max(1) as f64
+        ))])
+    })
+}
+
+/// Kafka append of batches of 1 000 vs a bare rdkafka producer of the same records.
+pub fn kafka_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let figure = Figure::new(
+            "append, Kafka, batches of 1 000",
+            "events/s",
+            Target {
+                ratio_at_least: Some(0.8),
+                ..Target::text("≥ 80 % of limit")
+            },
+        );
+        let Some(brokers) = b.kafka.clone() else {
+            return Ok(vec![
+                figure.skipped("skipped: no broker (--kafka / CLIENTLOG_TEST_KAFKA)")
+            ]);
+        };
+        let batches = b.sizes.kafka_batches;
+        let config = KafkaConfig {
+            partitions: 12,
+            reader_group_id: format!("clientlog-bench-{}", uuid::Uuid::new_v4().simple()),
+            ..KafkaConfig::new(&brokers)
+                .with_topic(format!("clientlog-bench-{}", uuid::Uuid::new_v4().simple()))
+        };
+        let log = KafkaLog::connect(config.clone())
+            .await
+            .with_context(|| format!("while connecting to Kafka at {brokers}"))?;
+        let bare: FutureProducer = config
+            .producer_config()
+            .create()
+            .context("while creating the bare producer")?;
+        let value = measure(b.sizes.runs, || {
+            let log = &log;
+            async move {
+                let batches: Vec<_> = (0..batches)
+                    .map(|_| purchases(1000))
+                    .collect::<anyhow::Result<_>>()?;
+                let started = Instant::now();
+                for events in &batches {
+                    log.append(events).await?;
+                }
+                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        let limit = measure(b.sizes.runs, || {
+            let (bare, topic) = (&bare, &config.topic);
+            async move {
+                let batches: Vec<_> = (0..batches)
+                    .map(|_| purchases(1000))
+                    .collect::<anyhow::Result<_>>()?;
+                let started = Instant::now();
+                for events in &batches {
+                    let mut deliveries = Vec::with_capacity(events.len());
+                    for event in events {
+                        let record = FutureRecord::to(topic)
+                            .key(event.subject().as_str())
+                            .payload(event.bytes())
+                            .headers(OwnedHeaders::new().insert(Header {
+                                key: "content-type",
+                                value: Some("application/cloudevents+json"),
+                            }));
+                        deliveries.push(bare.send_result(record).map_err(|(e, _)| e)?);
+                    }
+                    for delivery in deliveries {
+                        delivery
+                            .await
+                            .context("delivery cancelled")?
+                            .map_err(|(e, _)| e)?;
+                    }
+                }
+                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        Ok(vec![figure
+            .value(value)
+            .limit("bare rdkafka producer, same records", limit)
+            .note(format!("{batches} batches per run, 12 partitions"))])
+    })
+}
+
+/// The demo log every projection reads, and the wire bytes of its events.
+pub struct Projected {
+    pub log: SqliteLog,
+    pub bytes: Vec<Vec<u8>>,
+    /// A SQLite read store with the whole log projected (kept from the last projection run).
+    pub store: Option<PathBuf>,
+}
+
+impl Projected {
+    pub async fn close(self) {
+        self.log.close().await;
+    }
+}
+
+/// Appends `events` to `log` through the validating append path; returns the appended bytes.
+pub async fn append_all(log: &SqliteLog, events: &[Event]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(events.len());
+    for chunk in events.chunks(5_000) {
+        let batch: Vec<AppendEvent> = chunk.iter().map(AppendEvent::from_event).collect();
+        for (outcome, event) in log.append(&batch).await?.iter().zip(&batch) {
+            if !outcome.is_duplicate() {
+                bytes.push(event.bytes().to_vec());
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// The projection's demo log, built on first use.
+async fn projected(b: &mut Bench) -> anyhow::Result<&mut Projected> {
+    if b.projected.is_none() {
+        let events = demo_events(b.sizes.projection_customers, b.sizes.projection_months, 42)?;
+        let log = SqliteLog::open_path(b.path("projection-log.db")).await?;
+        let bytes = append_all(&log, &events).await?;
+        b.projected = Some(Projected {
+            log,
+            bytes,
+            store: None,
+        });
+    }
+    b.projected.as_mut().context("projected log")
+}
+
+/// Projects the whole of `log` into a new read store at `config`, from scratch.
+pub async fn project(log: &SqliteLog, config: &StoreConfig) -> anyhow::Result<u64> {
+    let store = ReadStore::open(config).await?;
+    let projector = Projector::new(store.clone(), Policies::defaults()).await?;
+    let stats = projector
+        .run(
+            log,
+            &ProjectorConfig {
+                batch_size: 20_000,
+                batch_wait: Duration::from_millis(100),
+                reevaluate_every: None,
+                clock: Clock::Fixed(AS_OF),
+                until_caught_up: true,
+                progress: None,
+            },
+            CancellationToken::new(),
+        )
+        .await?;
+    store.close().await;
+    Ok(stats.applied)
+}
+
+/// A scratch PostgreSQL database on the server of `admin`, dropped by [`drop_database`].
+async fn create_database(admin: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("clientlog_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .context("while connecting to PostgreSQL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("while creating the database {name}"))?;
+    conn.close().await?;
+    // `admin` with its database replaced by `name`.
+    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    let url = if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    };
+    Ok((name, url))
+}
+
+async fn drop_database(admin: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Live projection from the log to a committed read model, into SQLite and PostgreSQL, vs a
+/// bare decode-and-fold of the same bytes in memory.
+pub fn projection(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let runs = b.sizes.runs;
+        let database_url = b.database_url.clone();
+        let scratch = b.dir.path().to_path_buf();
+        let projected = projected(b).await?;
+        let n = projected.bytes.len();
+        let bytes = &projected.bytes;
+        let bare = cpu_measure(runs, || {
+            let started = Instant::now();
+            let mut states: HashMap<String, CustomerState> = HashMap::new();
+            for b in bytes {
+                if let Ok(event) = Event::decode(b) {
+                    states
+                        .entry(event.subject.as_str().to_string())
+                        .or_default()
+                        .apply(&event);
+                }
+            }
+            black_box(states);
+            n as f64 / started.elapsed().as_secs_f64()
+        })
+        .await?;
+        let limit_name = "bare decode + fold in memory";
+        let target = || Target {
+            at_least: Some(100_000.0),
+            ..Target::text("≥ 100 k/s")
+        };
+        let note = format!("{n} events");
+
+        let mut last = None;
+        let sqlite = measure(runs, || {
+            let path = scratch.join(format!("projection-{}.db", uuid::Uuid::new_v4().simple()));
+            last = Some(path.clone());
+            let log = &projected.log;
+            async move {
+                let started = Instant::now();
+                let applied = project(log, &StoreConfig::Sqlite { path }).await?;
+                anyhow::ensure!(applied as usize == n, "applied {applied} of {n} events");
+                Ok(n as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        projected.store = last;
+        let mut figures = vec![
+            Figure::new("live projection into SQLite", "events/s", target())
+                .value(sqlite)
+                .limit(limit_name, bare.clone())
+                .note(note.clone()),
+        ];
+
+        let postgres = Figure::new("live projection into PostgreSQL", "events/s", target());
+        figures.push(match database_url {
+            None => postgres
+                .skipped("skipped: no PostgreSQL (--database-url / CLIENTLOG_TEST_DATABASE_URL)"),
+            Some(admin) => {
+                let log = &projected.log;
+                let value = measure(runs, || {
+                    let admin = admin.clone();
+                    async move {
+                        let (name, url) = create_database(&admin).await?;
+                        let started = Instant::now();
+                        let result = project(log, &StoreConfig::Postgres { url }).await;
+                        let elapsed = started.elapsed();
+                        drop_database(&admin, &name).await?;
+                        let applied = result?;
+                        anyhow::ensure!(applied as usize == n, "applied {applied} of {n} events");
+                        Ok(n as f64 / elapsed.as_secs_f64())
+                    }
+                })
+                .await?;
+                postgres.value(value).limit(limit_name, bare).note(note)
+            }
+        });
+        Ok(figures)
+    })
+}
+
+/// A full rebuild of the projection's demo log beside its live version — a new version built
+/// from the start of the log and promoted, by `clientlog rebuild` in a child process — vs a bare
+/// read and decode of the same log; and the peak RSS of the rebuild process.
+pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let runs = b.sizes.runs;
+        let data = b.path("rebuild");
+        std::fs::create_dir_all(&data)?;
+        let projected = projected(b).await?;
+        let n = projected.bytes.len();
+        let log = SqliteLog::open_path(data.join("events.db")).await?;
+        for chunk in projected.bytes.chunks(5_000) {
+            let batch = chunk
+                .iter()
+                .map(|bytes| AppendEvent::from_bytes(bytes.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            log.append(&batch).await?;
+        }
+        let store = StoreConfig::Sqlite {
+            path: data.join("readstore.db"),
+        };
+        project(&log, &store).await?;
+        let opened = ReadStore::open(&store).await?;
+        let live = opened.live_version().await?.context("a live version")?;
+        let customers = opened.grade_page(live.version, "", i64::MAX).await?.len();
+        opened.close().await;
+
+        let limit = measure(runs, || {
+            let log = &log;
+            async move {
+                let started = Instant::now();
+                let mut stream = log.read(&Default::default()).await?;
+                let mut read = 0;
+                while read < n {
+                    match stream.next().await {
+                        Some(record) => {
+                            black_box(record.is_ok());
+                            read += 1;
+                        }
+                        None => anyhow::bail!("the log ended after {read} of {n} records"),
+                    }
+                }
+                Ok(n as f64 / started.elapsed().as_secs_f64())
+            }
+        })
+        .await?;
+        log.close().await;
+
+        let peak_mib = std::sync::Mutex::new(Vec::new());
+        let value = measure(runs, || {
+            let (data, peak_mib) = (&data, &peak_mib);
+            async move {
+                let started = Instant::now();
+                let mut command = std::process::Command::new(std::env::current_exe()?);
+                command
+                    .args(["rebuild", "--as-of", &AS_OF.to_string(), "--top", "0"])
+                    .arg("--data")
+                    .arg(data)
+                    .env("RUST_LOG", "warn");
+                let out = tokio::task::spawn_blocking(move || command.output()).await??;
+                let elapsed = started.elapsed();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                anyhow::ensure!(
+                    out.status.success(),
+                    "clientlog rebuild failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let records: usize =
+                    field_before(&stdout, " records (").context("the rebuild's record count")?;
+                anyhow::ensure!(records == n, "rebuilt {records} of {n} records");
+                if let Some(mib) = field_before::<f64>(&stdout, " MiB") {
+                    peak_mib.lock().unwrap_or_else(|e| e.into_inner()).push(mib);
+                }
+                // Keep one retired version at most, so every run builds beside the same store.
+                let store = ReadStore::open(&StoreConfig::Sqlite {
+                    path: data.join("readstore.db"),
+                })
+                .await?;
+                for version in store.versions().await? {
+                    if version.status == "retired" {
+                        store.drop_version(version.version).await?;
+                    }
+                }
+                store.close().await;
+                Ok(n as f64 / elapsed.as_secs_f64())
+            }
+        })
+        .await?;
+        let peaks = peak_mib.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut figures = vec![Figure::new(
+            "full rebuild, new version promoted",
+            "events/s",
+            Target {
+                at_least: Some(300_000.0),
+                ratio_at_least: Some(0.5),
+                ..Target::text("≥ 300 k/s, ≥ 50 % of limit")
+            },
+        )
+        .value(value)
+        .limit("bare read + decode of the same log", limit)
+        .note(format!(
+            "{n} events, {customers} customers, a live version beside it"
+        ))];
+        if !peaks.is_empty() {
+            figures.push(
+                Figure::new(
+                    "peak RSS of the rebuild process",
+                    "MiB",
+                    Target::text("report"),
+                )
+                .value(super::Stats::of(peaks))
+                .note(format!(
+                    "{customers} customers; a rebuild holds one batch (20 000 records) and \
+                         its customers' states in memory, not the book"
+                )),
+            );
+        }
+        Ok(figures)
+    })
+}
+
+/// The number printed just before `marker` in `text` (the last word before it).
+fn field_before<T: std::str::FromStr>(text: &str, marker: &str) -> Option<T> {
+    let before = &text[..text.find(marker)?];
+    before.split_whitespace().last()?.parse().ok()
+}
+
+/// Re-grades every stored customer under new weights, from the stored grade inputs.
+pub fn simulate(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
+    Box::pin(async move {
+        let runs = b.sizes.runs;
+        let want = b.sizes.simulate_customers;
+        let path = b.path("simulate.db");
+        let projected = projected(b).await?;
+        let base = match &projected.store {
+            Some(path) => path.clone(),
+            None => {
+                let path = path.with_extension("base.db");
+                project(&projected.log, &StoreConfig::Sqlite { path: path.clone() }).await?;
+                projected.store = Some(path.clone());
+                path
+            }
+        };
+        let projected_customers = inflate(&base, &path, want).await?;
+        let store = ReadStore::open(&StoreConfig::Sqlite { path }).await?;
+        let version = store
+            .live_version()
+            .await?
+            .context("the simulation store has no live version")?
+            .version;
+        let mut policy = Policies::defaults().grading.policy;
+        policy.weights = clientlog_domain::policy::Weights {
+            monthly_sales: 40,
+            sales_growth: 25,
+            channel_coverage: 15,
+            loyalty: 10,
+            development_prospects: 10,
+        };
+        let simulated = std::sync::atomic::AtomicU64::new(0);
+        let value = measure(runs, || {
+            let (store, policy, simulated) = (&store, &policy, &simulated);
+            async move {
+                let started = Instant::now();
+                let outcome =
+                    clientlog_projector::analysis::simulate_store(store, version, policy, 20)
+                        .await?;
+                let elapsed = started.elapsed().as_secs_f64();
+                simulated.store(
+                    outcome.report.customers as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(elapsed)
+            }
+        })
+        .await?;
+        store.close().await;
+        let customers = simulated.into_inner();
+        let want = want.max(projected_customers);
+        anyhow::ensure!(
+            customers == want,
+            "simulated {customers} customers, expected {want}"
+        );
+        Ok(vec![Figure::new(
+            format!("simulate new weights, {want} customers"),
+            "s",
+            Target {
+                below: Some(1.0),
+                ..Target::text("< 1 s")
+            },
+        )
+        .value(value)
+        .note(format!(
+            "SQLite; grade inputs of {projected_customers} projected customers repeated"
+        ))])
+    })
+}
+
+/// Copies the projected store at `base` to `path` and repeats its customers' rows (with new
+/// ids) until there are `want`; returns how many customers were projected. The copies keep
+/// every column the simulation reads; their card JSON is left empty and the list indexes are
+/// dropped to keep the set-up short (the simulation reads only its covering index).
+async fn inflate(base: &Path, path: &Path, want: u64) -> anyhow::Result<u64> {
+    let mut source = SqliteConnectOptions::new()
+        .filename(base)
+        .connect()
+        .await
+        .context("while opening the projected store")?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(path.to_string_lossy().as_ref())
+        .execute(&mut source)
+        .await
+        .context("while copying the projected store")?;
+    source.close().await?;
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .connect()
+        .await?;
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
+        .fetch_one(&mut conn)
+        .await?;
+    anyhow::ensure!(projected > 0, "no customers were projected");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'customers' \
+         AND name LIKE 'customers_%' AND name != 'customers_grade_inputs'",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    for index in indexes {
+        sqlx::query(&format!("DROP INDEX {index}"))
+            .execute(&mut conn)
+            .await?;
+    }
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('customers')")
+            .fetch_all(&mut conn)
+            .await?;
+    let selected: Vec<String> = columns
+        .iter()
+        .map(|c| match c.as_str() {
+            "customer_id" => "customer_id || '-' || copies.n".to_string(),
+            "card" => "'{}'".to_string(),
+            other => format!("customers.{other}"),
+        })
+        .collect();
+    let copies = (want as i64 - projected).max(0) / projected;
+    let rest = (want as i64 - projected).max(0) % projected;
+    let insert = |n_copies: i64, limit: Option<i64>| {
+        format!(
+            "WITH RECURSIVE copies(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM copies WHERE n < {n_copies}) \
+             INSERT INTO customers ({}) SELECT {} FROM (SELECT * FROM customers ORDER BY customer_id {}) AS customers, copies",
+            columns.join(", "),
+            selected.join(", "),
+            limit.map_or(String::new(), |l| format!("LIMIT {l}")),
+        )
+    };
+    let mut tx = conn.begin().await?;
+    if copies > 0 {
+        sqlx::query(&insert(copies, None)).execute(&mut *tx).await?;
+    }
+    if rest > 0 {
+        // One more copy of the first `rest` customers, numbered after the others.
+        let sql = insert(1, Some(rest)).replace(
+            "customer_id || '-' || copies.n",
+            &format!("customer_id || '-' || (copies.n + {copies})"),
+        );
+        sqlx::query(&sql).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(projected as u64)
+}
