@@ -72,7 +72,8 @@ pub struct LogArgs {
     /// Kafka topic.
     #[arg(long, default_value = clientlog_eventlog::kafka::DEFAULT_TOPIC)]
     pub topic: String,
-    /// Kafka consumer group id the projector presents to the broker (for lag tooling).
+    /// Kafka consumer group of the live projectors: processes with the same group share the
+    /// topic's partitions (rebalanced as they come and go).
     #[arg(long, value_name = "G", default_value = "clientlog-projector")]
     pub group: String,
 }

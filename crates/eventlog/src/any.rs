@@ -7,7 +7,7 @@ use crate::error::LogError;
 use crate::kafka::KafkaLog;
 use crate::model::{AppendEvent, AppendOutcome};
 use crate::sqlite::SqliteLog;
-use crate::{EventLog, EventStream, StartOffsets};
+use crate::{EventLog, EventStream, SharedStartOffsets, StartOffsets};
 
 /// Either backend, behind the same contract.
 #[derive(Clone)]
@@ -38,6 +38,13 @@ impl EventLog for AnyLog {
         match self {
             AnyLog::Embedded(log) => log.read(from).await,
             AnyLog::Kafka(log) => log.read(from).await,
+        }
+    }
+
+    async fn read_shared(&self, positions: SharedStartOffsets) -> Result<EventStream, LogError> {
+        match self {
+            AnyLog::Embedded(log) => log.read_shared(positions).await,
+            AnyLog::Kafka(log) => log.read_shared(positions).await,
         }
     }
 

@@ -12,9 +12,12 @@
 //! * The topic is created on first use with [`KafkaConfig::partitions`] partitions and
 //!   `message.timestamp.type=LogAppendTime` (so a record's timestamp is the broker's accept
 //!   time, our `recorded_at`). An existing topic is used as it is; its partition count is logged.
-//! * Reading assigns partitions manually (no group rebalancing, no committed offsets — the
-//!   caller owns its positions) and yields every record, structured or binary CloudEvents mode
-//!   (see `cloudevents`), bad ones as [`ReadError::BadRecord`].
+//! * [`EventLog::read`] assigns every partition manually from the caller's positions;
+//!   [`EventLog::read_shared`] joins the consumer group [`KafkaConfig::reader_group_id`], so
+//!   several processes share the partitions, and at every assignment starts each partition
+//!   from the caller's shared positions (nothing is committed to Kafka: the caller's
+//!   checkpoints are the positions). Both yield every record, structured or binary CloudEvents
+//!   mode (see `cloudevents`), bad ones as [`ReadError::BadRecord`].
 //!
 //! Duplicates: see the crate documentation.
 
@@ -27,18 +30,19 @@ use futures::stream::{self, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
 use crate::cloudevents::{decode_record, STRUCTURED_CONTENT_TYPE};
 use crate::error::{LogError, ReadError};
 use crate::model::{AppendEvent, AppendOutcome, Position, StoredEvent};
-use crate::{EventLog, EventStream, StartOffsets};
+use crate::{EventLog, EventStream, SharedStartOffsets, StartOffsets};
 
 /// The default topic name.
 pub const DEFAULT_TOPIC: &str = "clientlog.events";
@@ -67,8 +71,8 @@ pub struct KafkaConfig {
     /// `compression.type`: `lz4`, `zstd` (needs librdkafka built with zstd), `gzip`, `snappy`
     /// or `none`.
     pub compression: String,
-    /// The consumer group id readers present to the broker. Readers never join the group or
-    /// commit through it (positions are the caller's); it only names them in broker tooling.
+    /// The consumer group [`EventLog::read_shared`] readers join to share the partitions
+    /// (they never commit through it: positions are the caller's).
     pub reader_group_id: String,
     /// Further librdkafka settings for every client (security, client.id, tuning).
     pub client_options: Vec<(String, String)>,
@@ -402,24 +406,24 @@ impl EventLog for KafkaLog {
         consumer
             .assign(&assignment)
             .map_err(kafka_err("assigning partitions to the reader"))?;
-        Ok(stream::unfold(consumer, |consumer| async move {
-            let item = match consumer.recv().await {
-                Ok(message) => stored_event(&message),
-                Err(source) => {
-                    // Consumer errors are mostly transient (broker down, rebalancing of
-                    // leadership); librdkafka keeps reconnecting. Report and go on, slowly.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err(ReadError::Log(LogError::Kafka {
-                        context: "reading events",
-                        source,
-                    }))
-                }
-            };
-            Some((item, consumer))
-        })
-        .boxed())
+        Ok(record_stream(consumer))
     }
 
+    async fn read_shared(&self, positions: SharedStartOffsets) -> Result<EventStream, LogError> {
+        let context = GroupContext {
+            topic: self.config.topic.clone(),
+            positions,
+        };
+        let consumer: StreamConsumer<GroupContext> = self
+            .config
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(kafka_err("creating the Kafka group consumer"))?;
+        consumer
+            .subscribe(&[&self.config.topic])
+            .map_err(kafka_err("joining the reader group"))?;
+        Ok(record_stream(consumer))
+    }
     async fn high_water_marks(&self) -> Result<BTreeMap<i32, i64>, LogError> {
         let partitions = self.partition_count().await?;
         let producer = self.producer.clone();
@@ -465,6 +469,69 @@ impl KafkaLog {
             }),
         }
     }
+}
+
+/// A consumer's records as events, bad ones as [`ReadError::BadRecord`]; errors are items.
+fn record_stream<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>) -> EventStream {
+    stream::unfold(consumer, |consumer| async move {
+        let item = match consumer.recv().await {
+            Ok(message) => stored_event(&message),
+            Err(source) => {
+                // Consumer errors are mostly transient (broker down, rebalancing of
+                // leadership); librdkafka keeps reconnecting. Report and go on, slowly.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(ReadError::Log(LogError::Kafka {
+                    context: "reading events",
+                    source,
+                }))
+            }
+        };
+        Some((item, consumer))
+    })
+    .boxed()
+}
+
+/// Starts every partition the group assigns from the reader's shared positions.
+struct GroupContext {
+    topic: String,
+    positions: SharedStartOffsets,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(assigned) = rebalance else {
+            if let Rebalance::Revoke(revoked) = rebalance {
+                tracing::info!(partitions = ?partitions_of(revoked), "partitions revoked");
+            }
+            return;
+        };
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut start = TopicPartitionList::new();
+        for partition in partitions_of(assigned) {
+            let offset = positions
+                .get(&partition)
+                .map_or(Offset::Beginning, |&next| Offset::Offset(next));
+            if let Err(err) = start.add_partition_offset(&self.topic, partition, offset) {
+                tracing::error!(partition, error = %err, "cannot start an assigned partition");
+            }
+        }
+        tracing::info!(partitions = ?partitions_of(assigned), "partitions assigned");
+        // Re-assigning with explicit offsets inside the rebalance is librdkafka's way to start
+        // assigned partitions at positions kept outside Kafka.
+        if let Err(err) = consumer.assign(&start) {
+            tracing::error!(error = %err, "cannot start the assigned partitions");
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
 }
 
 fn stored_event(message: &BorrowedMessage<'_>) -> Result<StoredEvent, ReadError> {

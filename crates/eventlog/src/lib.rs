@@ -84,6 +84,11 @@ pub type EventStream = BoxStream<'static, Result<StoredEvent, ReadError>>;
 /// the map is read from its beginning.
 pub type StartOffsets = BTreeMap<i32, i64>;
 
+/// The next offset to read per partition, kept current by the reader's owner: a reader that
+/// shares partitions with other processes (a Kafka consumer group) starts each partition it is
+/// assigned, at every rebalance, from here.
+pub type SharedStartOffsets = std::sync::Arc<std::sync::Mutex<StartOffsets>>;
+
 /// The append-only event log.
 pub trait EventLog: Send + Sync {
     /// Appends `batch` in order and returns one outcome per event, in the same order, once every
@@ -103,6 +108,20 @@ pub trait EventLog: Send + Sync {
         &self,
         from: &StartOffsets,
     ) -> impl Future<Output = Result<EventStream, LogError>> + Send;
+
+    /// Reads the partitions this process gets when it shares them with other readers of the
+    /// same group (Kafka: a consumer group, rebalanced as members come and go), each from its
+    /// entry in `positions` at the moment it is assigned. A log without groups reads every
+    /// partition, like [`EventLog::read`].
+    fn read_shared(
+        &self,
+        positions: SharedStartOffsets,
+    ) -> impl Future<Output = Result<EventStream, LogError>> + Send {
+        async move {
+            let from = positions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            self.read(&from).await
+        }
+    }
 
     /// Per partition, the offset the next appended event will get.
     fn high_water_marks(&self)

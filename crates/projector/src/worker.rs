@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use clientlog_domain::Policies;
-use clientlog_eventlog::{EventLog, ReadError, StartOffsets, StoredEvent, WireMode};
+use clientlog_eventlog::{
+    EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
+};
 use clientlog_readstore::{
     BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
 };
@@ -308,7 +310,16 @@ impl Projector {
         if target.as_ref().is_some_and(|t| caught_up(t, &checkpoints)) {
             return Ok(());
         }
-        let stream = log.read(&from).await?;
+        // A live projector shares the partitions with the other projectors of its group (a
+        // Kafka consumer group; the embedded log has one partition and no groups), starting
+        // each assigned partition from the version's checkpoint + 1, kept current below. A
+        // candidate reads every partition itself.
+        let positions: SharedStartOffsets = Arc::new(Mutex::new(from.clone()));
+        let stream = if self.follows_live {
+            log.read_shared(positions.clone()).await?
+        } else {
+            log.read(&from).await?
+        };
 
         // The reader decodes on its own task while the previous batch is written, up to about
         // two batches ahead.
@@ -368,6 +379,10 @@ impl Projector {
             stats.duplicates += done.duplicates;
             stats.held += done.held;
             stats.dead_letters += done.dead_letters;
+            positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(done.checkpoints_after.iter().map(|(&p, &o)| (p, o + 1)));
             if let Some(progress) = &config.progress {
                 progress.fetch_add(done.records, Ordering::Relaxed);
             }
