@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::LogError;
+use crate::error::{BadRecord, LogError};
 use crate::kafka::KafkaLog;
 use crate::model::{AppendEvent, AppendOutcome};
 use crate::sqlite::SqliteLog;
@@ -45,6 +45,13 @@ impl EventLog for AnyLog {
         match self {
             AnyLog::Embedded(log) => log.read_shared(positions).await,
             AnyLog::Kafka(log) => log.read_shared(positions).await,
+        }
+    }
+
+    async fn publish_dead_letter(&self, bad: &BadRecord) -> Result<(), LogError> {
+        match self {
+            AnyLog::Embedded(log) => log.publish_dead_letter(bad).await,
+            AnyLog::Kafka(log) => log.publish_dead_letter(bad).await,
         }
     }
 

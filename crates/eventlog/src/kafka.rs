@@ -40,7 +40,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
 use crate::cloudevents::{decode_record, STRUCTURED_CONTENT_TYPE};
-use crate::error::{LogError, ReadError};
+use crate::error::{BadRecord, LogError, ReadError};
 use crate::model::{AppendEvent, AppendOutcome, Position, StoredEvent};
 use crate::{EventLog, EventStream, SharedStartOffsets, StartOffsets};
 
@@ -97,6 +97,11 @@ impl KafkaConfig {
     pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
         self.topic = topic.into();
         self
+    }
+
+    /// Where records no reader could decode are published: `<topic>.dead-letters`.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dead-letters", self.topic)
     }
 
     fn client_config(&self) -> ClientConfig {
@@ -166,7 +171,8 @@ impl KafkaLog {
             .producer_config()
             .create()
             .map_err(kafka_err("creating the Kafka producer"))?;
-        ensure_topic(&config, &producer).await?;
+        ensure_topic(&config, &producer, &config.topic, config.partitions).await?;
+        ensure_topic(&config, &producer, &config.dead_letter_topic(), 1).await?;
         Ok(Self {
             producer,
             config: Arc::new(config),
@@ -216,7 +222,12 @@ impl KafkaLog {
 }
 
 /// Creates the topic unless it exists; logs the partition count of an existing one.
-async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result<(), LogError> {
+async fn ensure_topic(
+    config: &KafkaConfig,
+    producer: &FutureProducer,
+    name: &str,
+    partitions: i32,
+) -> Result<(), LogError> {
     let admin: AdminClient<DefaultClientContext> = config
         .client_config()
         .create()
@@ -225,8 +236,8 @@ async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result
         .request_timeout(Some(config.request_timeout))
         .operation_timeout(Some(config.request_timeout));
     let topic = NewTopic::new(
-        &config.topic,
-        config.partitions,
+        name,
+        partitions,
         TopicReplication::Fixed(config.replication_factor),
     )
     .set("message.timestamp.type", "LogAppendTime");
@@ -254,11 +265,10 @@ async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result
     let mut existed = false;
     for result in created {
         match result {
-            Ok(name) => tracing::info!(topic = %name, partitions = config.partitions,
-                "created the event log topic"),
+            Ok(name) => tracing::info!(topic = %name, partitions, "created a topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
             Err((name, code)) => {
-                tracing::error!(topic = %name, %code, "creating the event log topic failed");
+                tracing::error!(topic = %name, %code, "creating a topic failed");
                 return Err(LogError::Kafka {
                     context: "creating the topic",
                     source: KafkaError::AdminOp(code),
@@ -269,12 +279,10 @@ async fn ensure_topic(config: &KafkaConfig, producer: &FutureProducer) -> Result
     // The new topic's partitions show up in metadata shortly after creation.
     let deadline = tokio::time::Instant::now() + config.request_timeout;
     loop {
-        if let Some(count) =
-            partition_count(producer, &config.topic, config.request_timeout).await?
-        {
+        if let Some(count) = partition_count(producer, name, config.request_timeout).await? {
             if existed {
-                tracing::info!(topic = %config.topic, partitions = count,
-                    configured = config.partitions, "using the existing event log topic as it is");
+                tracing::info!(topic = %name, partitions = count, configured = partitions,
+                    "using the existing topic as it is");
             }
             return Ok(());
         }
@@ -424,6 +432,39 @@ impl EventLog for KafkaLog {
             .map_err(kafka_err("joining the reader group"))?;
         Ok(record_stream(consumer))
     }
+    async fn publish_dead_letter(&self, bad: &BadRecord) -> Result<(), LogError> {
+        let topic = self.config.dead_letter_topic();
+        let (partition, offset) = (
+            bad.position.partition.to_string(),
+            bad.position.offset.to_string(),
+        );
+        let reason = bad.reason.to_string();
+        let headers = [
+            ("clientlog-source-topic", self.config.topic.as_str()),
+            ("clientlog-source-partition", partition.as_str()),
+            ("clientlog-source-offset", offset.as_str()),
+            ("clientlog-reason", reason.as_str()),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        let mut record = FutureRecord::<str, [u8]>::to(&topic)
+            .payload(&bad.bytes)
+            .headers(headers);
+        if let Some(key) = &bad.key {
+            record = record.key(key.as_str());
+        }
+        let future = self
+            .producer
+            .send_result(record)
+            .map_err(|(source, _)| self.delivery_error(source))?;
+        self.settle(future).await.map(|_| ())
+    }
+
     async fn high_water_marks(&self) -> Result<BTreeMap<i32, i64>, LogError> {
         let partitions = self.partition_count().await?;
         let producer = self.producer.clone();

@@ -123,6 +123,17 @@ pub trait EventLog: Send + Sync {
         }
     }
 
+    /// Publishes a record no reader could decode where the log's own tooling finds it (Kafka:
+    /// the topic `<topic>.dead-letters`, with the source position and the reason in headers).
+    /// The embedded log has no such place: the read store's dead letters are the only copy.
+    fn publish_dead_letter(
+        &self,
+        bad: &BadRecord,
+    ) -> impl Future<Output = Result<(), LogError>> + Send {
+        let _ = bad;
+        async { Ok(()) }
+    }
+
     /// Per partition, the offset the next appended event will get.
     fn high_water_marks(&self)
         -> impl Future<Output = Result<BTreeMap<i32, i64>, LogError>> + Send;

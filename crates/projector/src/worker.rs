@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clientlog_domain::Policies;
 use clientlog_eventlog::{
-    EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
+    BadRecord, EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
 };
 use clientlog_readstore::{
     BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
@@ -379,6 +379,16 @@ impl Projector {
             stats.duplicates += done.duplicates;
             stats.held += done.held;
             stats.dead_letters += done.dead_letters;
+            // The read store holds every dead letter; the log's own dead-letter place (a Kafka
+            // topic) gets a copy from the live version, for the log's tooling.
+            if self.follows_live {
+                for bad in &done.new_dead_letters {
+                    if let Err(err) = log.publish_dead_letter(bad).await {
+                        tracing::error!(position = %bad.position, error = %err,
+                            "publishing a dead letter to the log failed; the read store keeps it");
+                    }
+                }
+            }
             positions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -433,7 +443,10 @@ impl Projector {
         let already = read - records.len() as u64;
         // Open dead letters before this batch's: those hold a customer from its first record.
         let blocked = tx.open_dead_letters_of(version, &customers).await?;
-        let dead_letters = dead_letter_batch(&mut tx, version, &mut records, now).await?;
+        let DeadLettered {
+            ids: dead_letters,
+            new: new_dead_letters,
+        } = dead_letter_batch(&mut tx, version, &mut records, now).await?;
         // The audit copy can only hold these events if the log may repeat them (Kafka) or
         // another version has been this far already.
         let frontier = tx.audit_frontier().await?;
@@ -507,6 +520,7 @@ impl Projector {
             duplicates: events.saturating_sub(applied + held) + already,
             dead_letters: (records.len() as u64) - events,
             checkpoints_after,
+            new_dead_letters,
         })
     }
 
@@ -590,8 +604,9 @@ async fn dead_letter_batch(
     version: i64,
     records: &mut [Record],
     now: i64,
-) -> Result<HashMap<(i32, i64), i64>, ProjectorError> {
+) -> Result<DeadLettered, ProjectorError> {
     let mut dead_letters = HashMap::new();
+    let mut new = Vec::new();
     for record in records.iter_mut() {
         let Record::Bad(bad) = record else { continue };
         let letter = NewDeadLetter {
@@ -601,7 +616,7 @@ async fn dead_letter_batch(
             reason: bad.reason.to_string(),
             bytes: bad.bytes.clone(),
         };
-        let id = tx.insert_dead_letter(version, &letter, now).await?;
+        let (id, fresh) = tx.insert_dead_letter(version, &letter, now).await?;
         let position = (bad.position.partition, bad.position.offset);
         let resolved = tx.resolved_elsewhere(version, position).await?;
         match resolved {
@@ -648,8 +663,21 @@ async fn dead_letter_batch(
         tracing::warn!(position = %bad.position, customer = ?bad.key, dead_letter = id,
             reason = %bad.reason, "dead-lettered a record that is not a valid event");
         dead_letters.insert(position, id);
+        if fresh {
+            new.push((**bad).clone());
+        }
     }
-    Ok(dead_letters)
+    Ok(DeadLettered {
+        ids: dead_letters,
+        new,
+    })
+}
+
+/// The dead letters of a batch: ids by position, and the records dead-lettered for the first
+/// time (published to the log's dead-letter place once the batch is committed).
+struct DeadLettered {
+    ids: HashMap<(i32, i64), i64>,
+    new: Vec<BadRecord>,
 }
 
 /// What one batch did.
@@ -661,6 +689,8 @@ pub struct BatchOutcome {
     pub held: u64,
     pub dead_letters: u64,
     pub checkpoints_after: BTreeMap<i32, i64>,
+    /// Records dead-lettered for the first time by this batch.
+    pub new_dead_letters: Vec<BadRecord>,
 }
 
 /// The first offset of a partition of `log` (the embedded log starts at 1, a Kafka topic at 0).

@@ -1,7 +1,8 @@
 //! The projector on Kafka (tansu in CI, `CLIENTLOG_TEST_KAFKA`): duplicates that Kafka keeps
 //! change nothing, a restart seeks to checkpoint + 1 per partition, and the read models equal
 //! those built from the embedded log with the same events (up to log positions and recorded_at,
-//! which are each log's own).
+//! which are each log's own); a record that is not an event is dead-lettered in the read store
+//! and published to the dead-letter topic.
 
 use std::time::Duration;
 
@@ -159,4 +160,71 @@ async fn kafka_duplicates_change_nothing_and_restarts_seek_to_the_checkpoint() {
     embedded.close().await;
     store_a.close().await;
     store_b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bad_records_go_to_the_dead_letter_topic() {
+    use futures::StreamExt as _;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let test = "kafka_bad_records_go_to_the_dead_letter_topic";
+    let Some(brokers) = service(test, KAFKA) else {
+        return;
+    };
+    let kafka = KafkaLog::connect(KafkaConfig {
+        partitions: 2,
+        ..KafkaConfig::new(brokers.clone()).with_topic(unique_name("poison"))
+    })
+    .await
+    .expect("connect");
+    let Some(a) = TestStore::new(test, Backend::Sqlite).await else {
+        return;
+    };
+    kafka
+        .append(&[clientlog_eventlog::test_support::purchase("CUST-OK", 1)])
+        .await
+        .expect("append");
+    let producer: FutureProducer = kafka.config().producer_config().create().expect("producer");
+    let garbage = b"\xff this is not an event".to_vec();
+    producer
+        .send(
+            FutureRecord::to(&kafka.config().topic)
+                .key("CUST-BAD")
+                .payload(&garbage),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce garbage");
+
+    let store = a.open().await.expect("store");
+    let projector = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    let stats = run(&projector, &kafka).await;
+    assert_eq!((stats.applied, stats.dead_letters), (1, 1));
+    let letters = store.dead_letters(projector.version()).await.expect("list");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].customer_id.as_deref(), Some("CUST-BAD"));
+
+    let topic = kafka.config().dead_letter_topic();
+    let dead = KafkaLog::connect(KafkaConfig {
+        partitions: 1,
+        ..KafkaConfig::new(brokers).with_topic(topic)
+    })
+    .await
+    .expect("connect to the dead-letter topic");
+    let mut stream = dead.read(&Default::default()).await.expect("read");
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("a dead letter within 30 s")
+        .expect("an item");
+    match first {
+        Err(clientlog_eventlog::ReadError::BadRecord(bad)) => {
+            assert_eq!(bad.bytes, garbage);
+            assert_eq!(bad.key.as_deref(), Some("CUST-BAD"));
+        }
+        other => panic!("expected the garbage record, got {other:?}"),
+    }
+    store.close().await;
+    a.cleanup().await;
 }

@@ -925,13 +925,13 @@ impl StoreTx {
     }
 
     /// Dead-letters a record (once per position and version) and records the action; returns
-    /// its id.
+    /// its id and whether it is new (not a record read again).
     pub async fn insert_dead_letter(
         &mut self,
         version: i64,
         letter: &NewDeadLetter,
         now: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, bool), StoreError> {
         let (id, fresh) = per_backend!(&mut self.inner, TxBackend, c => {
             let mut q = QueryBuilder::<Db>::new(
                 "INSERT INTO dead_letters (version, log_partition, log_offset, customer_id, \
@@ -967,7 +967,7 @@ impl StoreTx {
             self.record_dead_letter_action(id, "created", &letter.reason, 0, None, now)
                 .await?;
         }
-        Ok(id)
+        Ok((id, fresh))
     }
 
     /// The dead letter `id`.
