@@ -2,6 +2,9 @@
 //! when `CLIENTLOG_TEST_DATABASE_URL` is set): determinism, duplicates, poison isolation,
 //! dead-letter resolution, the hash chain and re-evaluation.
 
+#[macro_use]
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,23 +105,6 @@ async fn all_records(log: &SqliteLog) -> Vec<Record> {
         }
     }
     records
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(stringify!($name), super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(concat!("postgres::", stringify!($name)), super::Backend::Postgres).await;
-            })*
-        }
-    };
 }
 
 both_backends!(

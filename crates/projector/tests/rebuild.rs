@@ -5,6 +5,9 @@
 //! under the new weights. Then the version bookkeeping: policies follow the live version,
 //! the live version cannot be dropped, a retired one can.
 
+#[macro_use]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use clientlog_demo::{Config, Generator, YearMonth};
@@ -79,23 +82,6 @@ async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(stringify!($name), super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(concat!("postgres::", stringify!($name)), super::Backend::Postgres).await;
-            })*
-        }
-    };
 }
 
 both_backends!(
