@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let version = projector.version();
     eprintln!("rebuild: building version {version} from the start of the log");
 
-    let bar = progress_bar();
+    let bar = progress_bar("records");
     let shown = bar.clone();
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
@@ -141,13 +141,14 @@ async fn new_policies(
     Ok(policies)
 }
 
-fn progress_bar() -> ProgressBar {
+/// A bar of `{pos}/{len} UNIT` with rate and ETA on a terminal; hidden in a pipe.
+pub fn progress_bar(unit: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}");
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

@@ -1,7 +1,11 @@
 //! `clientlog reevaluate --as-of T`: re-evaluates every customer of the live projection
 //! version from its stored state at business time T and records the transitions time caused
-//! (declining → churned, contracts expiring). Safe beside a running projector: each page is
-//! one transaction under the version's write lock.
+//! (declining → churned, contracts expiring), with a progress bar on a terminal. Safe beside a
+//! running projector: each page is one transaction under the store's write lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -21,10 +25,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let as_of = args
         .as_of
         .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
-    let stats = projector
-        .reevaluate(as_of)
-        .await
-        .context("while re-evaluating customers")?;
+    let total = projector
+        .store()
+        .customer_count(projector.version())
+        .await?;
+    let bar = crate::rebuild::progress_bar("customers");
+    bar.set_length(total.max(0) as u64);
+    let done = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let (bar, done) = (bar.clone(), done.clone());
+        async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let stats = projector.reevaluate_counting(as_of, &done).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let stats = stats.context("while re-evaluating customers")?;
     projector.store().close().await;
     println!(
         "reevaluate: {} customers at {as_of}, {} transitions",

@@ -158,7 +158,7 @@ pub async fn resolve_dead_letter(
         as_of,
     };
     let write = fold::fold(&records, known, &eval, false)?;
-    let applied = write.events.len() as u64;
+    let applied = write.applied;
     tx.write(version, &write, now).await?;
     tx.delete_held(version, &released).await?;
     if let Some(next_id) = next_letter {

@@ -271,6 +271,7 @@ pub fn fold(
         w.catch_up_in_time(eval, &mut out.transitions);
         w.state.apply(&stored.event);
         w.state_changed = true;
+        out.applied += 1;
         w.position = Some((partition, offset));
         w.evaluate(
             eval,

@@ -511,7 +511,7 @@ impl Projector {
             .iter()
             .filter(|r| matches!(r, Record::Event(_)))
             .count() as u64;
-        let applied = write.events.len() as u64;
+        let applied = write.applied;
         let held = write.held.len() as u64;
         Ok(BatchOutcome {
             records: read,
@@ -527,6 +527,16 @@ impl Projector {
     /// Re-evaluates every customer of the attached version at `as_of` from its stored state
     /// and records the transitions (time moves without events). One transaction per page.
     pub async fn reevaluate(&self, as_of: i64) -> Result<ReevaluateStats, ProjectorError> {
+        self.reevaluate_counting(as_of, &AtomicU64::new(0)).await
+    }
+
+    /// [`Projector::reevaluate`], adding the customers of each committed page to `done` (a
+    /// progress bar's position).
+    pub async fn reevaluate_counting(
+        &self,
+        as_of: i64,
+        done: &AtomicU64,
+    ) -> Result<ReevaluateStats, ProjectorError> {
         let attached = self.attached();
         let version = attached.version;
         let mut stats = ReevaluateStats::default();
@@ -558,6 +568,7 @@ impl Projector {
             stats.transitions += write.transitions.len() as u64;
             tx.write(version, &write, now_unix()).await?;
             tx.commit().await?;
+            done.fetch_add(count, Ordering::Relaxed);
         }
         Ok(stats)
     }

@@ -270,6 +270,9 @@ pub struct BatchWrite {
     pub held: Vec<HeldEvent>,
     /// Per partition, the last offset this batch accounts for.
     pub checkpoints: BTreeMap<i32, i64>,
+    /// Events folded into states: those in `events`, and those another version had already
+    /// put in the audit copy (not written again).
+    pub applied: u64,
 }
 
 impl BatchWrite {

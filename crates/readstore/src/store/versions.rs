@@ -137,6 +137,19 @@ impl ReadStore {
             .pop())
     }
 
+    /// How many customers `version` holds.
+    pub async fn customer_count(&self, version: i64) -> Result<i64, StoreError> {
+        per_backend!(&self.backend, Backend, pool => {
+            let mut q = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM customers WHERE version = ");
+            q.push_bind(version);
+            q.build()
+                .fetch_one(pool)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db("counting customers"))
+        })
+    }
+
     /// The version that was live at `at` (Unix seconds): promoted by then and not yet retired.
     pub async fn version_live_at(&self, at: i64) -> Result<Option<ProjectionVersion>, StoreError> {
         Ok(self
