@@ -976,3 +976,115 @@ async fn rebuild_over_http_builds_promotes_and_rolls_back() {
     assert_eq!(back.body["status"], "live");
     assert_eq!(server.get("/v1/rebuilds/999").await.status, 404);
 }
+
+/// A projector process, killed on drop.
+struct Projectors(Vec<std::process::Child>);
+
+impl Drop for Projectors {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The scaled deployment end to end: `clientlog api` and two `clientlog projector` processes in
+/// one consumer group, on Kafka (tansu) and PostgreSQL. An append over HTTP is read back with
+/// its consistency token; a rebuild over HTTP is promoted, the projectors follow it, and later
+/// appends are visible in the new version.
+#[tokio::test]
+async fn kafka_and_postgres_deployment_reads_its_writes_through_a_rebuild() {
+    use clientlog_eventlog::test_support::{service, unique_name, KAFKA};
+    let test = "kafka_and_postgres_deployment_reads_its_writes_through_a_rebuild";
+    let Some(brokers) = service(test, KAFKA) else {
+        return;
+    };
+    let Some(store) = TestStore::new(test, Backend::Postgres).await else {
+        return;
+    };
+    let topic = unique_name("api");
+    let group = unique_name("api-projectors");
+    let url = store.url.clone().expect("a PostgreSQL store");
+    let projectors = Projectors(
+        (0..2)
+            .map(|i| {
+                let log = std::fs::File::create(store.dir().join(format!("projector-{i}.log")))
+                    .expect("log file");
+                std::process::Command::new(BIN)
+                    .args(["projector", "--kafka", &brokers, "--topic", &topic])
+                    .args(["--group", &group, "--database-url", &url])
+                    .args(["--reevaluate-every", "0", "--batch-wait-ms", "20"])
+                    .arg("--data")
+                    .arg(store.dir())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start a projector")
+            })
+            .collect(),
+    );
+    let server = start(&store, "api", &["--kafka", &brokers, "--topic", &topic]);
+
+    let strict_read = |path: String, token: String| {
+        let server = &server;
+        async move {
+            server
+                .call(
+                    "GET",
+                    &path,
+                    None,
+                    &[
+                        ("X-Consistency-Token", token.as_str()),
+                        ("X-Consistency-Strict", "true"),
+                    ],
+                    None,
+                )
+                .await
+        }
+    };
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let id = format!("K-{i:02}");
+        events.push(registered(&id, &format!("Kafka Customer {i}"), "R-9"));
+        events.push(purchase_json(&id, 1));
+    }
+    let token = append(&server, &events).await;
+    let card = strict_read("/v1/customers/K-07".into(), token.clone()).await;
+    assert_eq!(card.status, 200, "{}", card.text);
+    assert_eq!(card.body["customer"]["name"], "Kafka Customer 7");
+    let list = strict_read("/v1/customers?owner=R-9&limit=50".into(), token).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.body["customers"].as_array().map(Vec::len), Some(20));
+
+    let started = server
+        .post_json(
+            "/v1/rebuilds",
+            r#"{"grading": {"weights": {"monthly_sales": 30, "loyalty": 30}}, "promote": true}"#,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let link = started.body["links"]["self"]
+        .as_str()
+        .expect("link")
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = server.get(&link).await;
+        if status.body["status"] == "live" {
+            break;
+        }
+        assert_ne!(status.body["build"]["state"], "failed", "{}", status.text);
+        assert!(std::time::Instant::now() < deadline, "{}", status.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // After the promotion the projectors write the new version.
+    let token = append(&server, &[registered("K-99", "After The Switch", "R-9")]).await;
+    let card = strict_read("/v1/customers/K-99".into(), token).await;
+    assert_eq!(card.status, 200, "{}", card.text);
+    drop(projectors);
+    drop(server);
+    store.cleanup().await;
+}
