@@ -341,8 +341,8 @@ impl Figure {
 /// A group of figures: one function, measured in one go (they may share a set-up).
 pub type FigureFn = for<'a> fn(&'a mut Bench) -> BoxFuture<'a, anyhow::Result<Vec<Figure>>>;
 
-/// Every figure group, in the order they run; the names are what `--only` matches. The row
-/// names a group produces when it fails before measuring come from [`planned_rows`].
+/// Every figure group, in the order they run; the names are what `--only` matches. A group
+/// that fails is one row named after the group, with the error.
 pub const FIGURES: &[(&str, FigureFn)] = &[
     ("decode", figures::decode),
     ("embedded-append", figures::embedded_append),
