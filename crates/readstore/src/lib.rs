@@ -15,9 +15,9 @@
 //!
 //! A projector does all of a batch's reads and writes in one [`StoreTx`] and writes the
 //! checkpoint in it. The transaction also serializes writers of one store: SQLite takes the
-//! write lock at `BEGIN IMMEDIATE`, PostgreSQL takes a transaction-scoped advisory lock per
-//! projection version. So a `dead-letters retry` run beside a live projector, or a
-//! re-evaluation pass, never interleaves with a batch.
+//! write lock at `BEGIN IMMEDIATE`, PostgreSQL takes one transaction-scoped advisory lock for the
+//! whole store. So a `dead-letters retry` run beside a live projector, a re-evaluation pass, a
+//! rebuild's candidate version or a second projector never interleaves with a batch.
 //!
 //! SQLite runs in WAL mode with `synchronous=NORMAL`: a power loss may drop the last committed
 //! batches, but always together with their checkpoint, so the projector reads those events
@@ -35,7 +35,9 @@
 //! need DDL at run time, dynamic table names in every query and one migration per version; a
 //! `DELETE … WHERE version = ?` is the price of the simpler design.) The audit copy
 //! (`customer_events`, `audit_heads`) is a fact about the log, identical under any policy, so
-//! it is shared by all versions and written only by the live projector.
+//! it is shared by all versions and written by whichever version applies an event first. Each
+//! version keeps the exact policy texts it was built with (`policy_documents`) and its build
+//! progress (`projection_versions.build_*`).
 
 mod error;
 mod model;
