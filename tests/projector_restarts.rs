@@ -36,6 +36,23 @@ fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The live version's checkpoint of the embedded log's one partition (0 before any).
+async fn checkpoint(store: &TestStore) -> i64 {
+    let store = store.open().await.expect("open store");
+    let done = match store.live_version().await.expect("version") {
+        Some(v) => store
+            .checkpoints(v.version)
+            .await
+            .expect("checkpoints")
+            .get(&0)
+            .copied()
+            .unwrap_or(0),
+        None => 0,
+    };
+    store.close().await;
+    done
+}
+
 fn store_args(command: &mut Command, data: &Path, store: &TestStore) {
     command.arg("--data").arg(data);
     if let Some(url) = &store.url {
@@ -110,19 +127,15 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
     eprintln!("{test}: seed {seed} (set CLIENTLOG_TEST_SEED to repeat)");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
 
-    // Kill at random moments until ten kills hit a projector with work left.
-    let mut kills_mid_run = 0;
-    let mut restarts = 0;
-    let mut progress = Vec::new();
-    // Kills come at a random moment within this window, which doubles after a run that
-    // committed nothing (a loaded machine), so that the runs make progress between kills.
-    let mut window_ms: u64 = 3000;
-    while kills_mid_run < KILLS {
-        restarts += 1;
-        assert!(
-            restarts < 200,
-            "the projector makes no progress: {progress:?}"
-        );
+    // Kill ten times at random moments with work left. Each run is killed once its checkpoint
+    // has passed a random target short of the end (about an even share of what is left), plus
+    // a random delay of up to 300 ms: the kill lands in the middle of later batches, whatever
+    // the machine's speed, and the run never finishes before the ten kills.
+    let mut progress: Vec<i64> = Vec::new();
+    for kill in 0..KILLS {
+        let last = progress.last().copied().unwrap_or(0);
+        let step = ((end - last) / (KILLS - kill + 1) as i64).max(2);
+        let target = (last + rng.gen_range(step / 2..=step)).min(end - 1);
         let batch = rng.gen_range(200..3000).to_string();
         let mut command = clientlog();
         command.args(["projector", "--as-of", AS_OF, "--reevaluate-every", "0"]);
@@ -134,38 +147,24 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn projector");
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..window_ms))).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while checkpoint(&killed).await < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the projector makes no progress: {progress:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
         // SIGKILL: no chance to finish a batch or close anything.
         child.kill().expect("kill -9");
         child.wait().expect("reap");
-        let store = killed.open().await.expect("open store");
-        let version = store
-            .live_version()
-            .await
-            .expect("version")
-            .map(|v| v.version);
-        let done = match version {
-            Some(v) => store
-                .checkpoints(v)
-                .await
-                .expect("checkpoints")
-                .get(&0)
-                .copied(),
-            None => None,
-        };
-        store.close().await;
-        if progress.last().copied().unwrap_or(0) == done.unwrap_or(0) {
-            window_ms = (window_ms * 2).min(60_000);
-        }
-        progress.push(done.unwrap_or(0));
-        if done.unwrap_or(0) < end {
-            kills_mid_run += 1;
-        } else {
-            panic!(
-                "the projector finished before {KILLS} kills ({kills_mid_run} so far); \
-                 progress {progress:?}"
-            );
-        }
+        let done = checkpoint(&killed).await;
+        progress.push(done);
+        assert!(
+            done < end,
+            "the projector finished before {KILLS} kills; progress {progress:?}"
+        );
     }
     eprintln!("{test}: checkpoints after each kill: {progress:?}");
     assert!(
