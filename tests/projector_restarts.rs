@@ -37,9 +37,8 @@ fn run_ok(command: &mut Command) -> String {
 }
 
 /// The live version's checkpoint of the embedded log's one partition (0 before any).
-async fn checkpoint(store: &TestStore) -> i64 {
-    let store = store.open().await.expect("open store");
-    let done = match store.live_version().await.expect("version") {
+async fn checkpoint(store: &ReadStore) -> i64 {
+    match store.live_version().await.expect("version") {
         Some(v) => store
             .checkpoints(v.version)
             .await
@@ -48,9 +47,7 @@ async fn checkpoint(store: &TestStore) -> i64 {
             .copied()
             .unwrap_or(0),
         None => 0,
-    };
-    store.close().await;
-    done
+    }
 }
 
 fn store_args(command: &mut Command, data: &Path, store: &TestStore) {
@@ -132,6 +129,9 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
     // a random delay of up to 300 ms: the kill lands in the middle of later batches, whatever
     // the machine's speed, and the run never finishes before the ten kills.
     let mut progress: Vec<i64> = Vec::new();
+    // One store handle watches the checkpoints (opened, and so migrated, before any projector
+    // starts: two processes must not race through the first migration).
+    let watched = killed.open().await.expect("open store");
     for kill in 0..KILLS {
         let last = progress.last().copied().unwrap_or(0);
         let step = ((end - last) / (KILLS - kill + 1) as i64).max(2);
@@ -141,17 +141,26 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
         command.args(["projector", "--as-of", AS_OF, "--reevaluate-every", "0"]);
         command.args(["--batch-size", &batch, "--batch-wait-ms", "20"]);
         store_args(&mut command, killed.dir(), &killed);
+        let stderr = std::fs::File::create(killed.dir().join("projector.log")).expect("log");
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn projector");
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        while checkpoint(&killed).await < target {
+        while checkpoint(&watched).await < target {
+            let log = || std::fs::read_to_string(killed.dir().join("projector.log"));
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "the projector exited ({status}): {}",
+                    log().unwrap_or_default()
+                );
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the projector makes no progress: {progress:?}"
+                "the projector makes no progress: {progress:?}\n{}",
+                log().unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -159,13 +168,14 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
         // SIGKILL: no chance to finish a batch or close anything.
         child.kill().expect("kill -9");
         child.wait().expect("reap");
-        let done = checkpoint(&killed).await;
+        let done = checkpoint(&watched).await;
         progress.push(done);
         assert!(
             done < end,
             "the projector finished before {KILLS} kills; progress {progress:?}"
         );
     }
+    watched.close().await;
     eprintln!("{test}: checkpoints after each kill: {progress:?}");
     assert!(
         progress.windows(2).any(|w| w[1] > w[0]),
