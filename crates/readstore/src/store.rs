@@ -190,6 +190,26 @@ fn migrator(sources: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
+/// Applies the SQLite migrations. sqlx takes no lock around them on SQLite (it does on
+/// PostgreSQL), so processes opening a new file at once can both start the same migration; the
+/// one that loses fails on the winner's tables. Running the migrator again then finds them
+/// applied, so a failure is retried a few times before it counts.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 20;
+    let mut attempt = 1;
+    loop {
+        match migrator(SQLITE_MIGRATIONS).run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt >= ATTEMPTS => return Err(err.into()),
+            Err(err) => {
+                tracing::debug!(attempt, error = %err, "migrating the read store failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 impl ReadStore {
     /// Connects (creating the SQLite file if needed) and applies the migrations.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
@@ -220,7 +240,7 @@ impl ReadStore {
                     .connect_with(options)
                     .await
                     .map_err(db("opening the SQLite read store"))?;
-                migrator(SQLITE_MIGRATIONS).run(&pool).await?;
+                migrate_sqlite(&pool).await?;
                 Backend::Sqlite(pool)
             }
             StoreConfig::Postgres { url } => {
