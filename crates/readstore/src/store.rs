@@ -190,19 +190,35 @@ fn migrator(sources: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
-/// Applies the SQLite migrations. sqlx takes no lock around them on SQLite (it does on
-/// PostgreSQL), so processes opening a new file at once can both start the same migration; the
-/// one that loses fails on the winner's tables. Running the migrator again then finds them
-/// applied, so a failure is retried a few times before it counts.
-async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+/// Connects to the SQLite file and applies the migrations. Processes opening a new file at
+/// once contend for it: switching it to WAL needs it alone, and sqlx takes no lock around the
+/// migrations on SQLite (it does on PostgreSQL), so the loser of a race fails on the winner's
+/// lock or tables. Connecting and migrating again then finds the work done, so a failure is
+/// retried a few times before it counts.
+async fn open_sqlite(options: &SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     const ATTEMPTS: u32 = 20;
     let mut attempt = 1;
     loop {
-        match migrator(SQLITE_MIGRATIONS).run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(err) if attempt >= ATTEMPTS => return Err(err.into()),
+        let opened = async {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+                .map_err(db("opening the SQLite read store"))?;
+            match migrator(SQLITE_MIGRATIONS).run(&pool).await {
+                Ok(()) => Ok(pool),
+                Err(err) => {
+                    pool.close().await;
+                    Err(StoreError::from(err))
+                }
+            }
+        }
+        .await;
+        match opened {
+            Ok(pool) => return Ok(pool),
+            Err(err) if attempt >= ATTEMPTS => return Err(err),
             Err(err) => {
-                tracing::debug!(attempt, error = %err, "migrating the read store failed; retrying");
+                tracing::debug!(attempt, error = %err, "opening the read store failed; retrying");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 attempt += 1;
             }
@@ -235,13 +251,7 @@ impl ReadStore {
                     // batches is copied into the database once.
                     .pragma("wal_autocheckpoint", "16384")
                     .pragma("mmap_size", "268435456");
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(options)
-                    .await
-                    .map_err(db("opening the SQLite read store"))?;
-                migrate_sqlite(&pool).await?;
-                Backend::Sqlite(pool)
+                Backend::Sqlite(open_sqlite(&options).await?)
             }
             StoreConfig::Postgres { url } => {
                 let options =
