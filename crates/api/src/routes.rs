@@ -266,7 +266,7 @@ pub static ROUTES: &[Route] = &[
         params: &[],
         body: &["application/json"],
         ok: &[202],
-        errors: &[400],
+        errors: &[400, 415],
         handler: || post(crate::versions::start),
     },
     Route {
@@ -602,12 +602,12 @@ fn with_freshness(mut response: Response, fresh: &Freshness) -> Response {
 // POST /v1/events
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum BodyKind {
+pub(crate) enum BodyKind {
     Json,
     Ndjson,
 }
 
-fn body_kind(headers: &HeaderMap, allow_ndjson: bool) -> Result<BodyKind, ApiError> {
+pub(crate) fn body_kind(headers: &HeaderMap, allow_ndjson: bool) -> Result<BodyKind, ApiError> {
     let accepted = if allow_ndjson {
         "send Content-Type: application/json or application/x-ndjson"
     } else {
@@ -636,7 +636,7 @@ fn body_kind(headers: &HeaderMap, allow_ndjson: bool) -> Result<BodyKind, ApiErr
     }
 }
 
-fn malformed(err: &serde_json::Error) -> ApiError {
+pub(crate) fn malformed(err: &serde_json::Error) -> ApiError {
     ApiError::MalformedJson {
         details: vec![Detail::new(
             "$",

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Scope;
 use crate::error::{ApiError, Detail};
-use crate::routes::merged_policy;
+use crate::routes::{body_kind, malformed, merged_policy};
 use crate::State as AppState;
 
 /// The policies of the live version (the API's configured ones on a store without one).
@@ -64,12 +64,8 @@ pub(crate) async fn start(
     let request: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(
-                "the body is not JSON",
-                vec![Detail::new("$", e.to_string())],
-            )
-        })?
+        body_kind(&headers, false)?;
+        serde_json::from_slice(&body).map_err(|e| malformed(&e))?
     };
     let Value::Object(mut request) = request else {
         return Err(ApiError::invalid(
