@@ -265,8 +265,8 @@ impl From<clientlog_readstore::StoreError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<crate::reader::ReadError> for ApiError {
+    fn from(err: crate::reader::ReadError) -> Self {
         ApiError::internal(err)
     }
 }

@@ -97,7 +97,7 @@ pub enum BuildError {
     #[error("while opening the read store")]
     Store(#[source] clientlog_readstore::StoreError),
     #[error("while connecting the API's read pool")]
-    Reader(#[source] sqlx::Error),
+    Reader(#[source] reader::ReadError),
     #[error("invalid CORS origin {0:?}")]
     Cors(String),
 }

@@ -1,6 +1,8 @@
-//! The read-side queries of the API, over a connection pool of its own to the read store
-//! (SQLite file or PostgreSQL), so the projector's write transactions and the API's reads do
-//! not queue on one pool. Every statement is built here, in one obvious module; the schema and
+//! The read-side queries of the API, over connections of its own to the read store (SQLite file
+//! or PostgreSQL), so the projector's write transactions and the API's reads do not queue on one
+//! pool. SQLite is read with rusqlite on blocking threads: a query there is one hand-off between
+//! threads, where sqlx's SQLite driver makes one per row besides its own worker thread's, and
+//! those hand-offs cost more than the lookups themselves. Every statement is built here, in one obvious module; the schema and
 //! its indexes are in `projections/migrations/`. Every query on a versioned table names the
 //! live version, which leads every index.
 //!
@@ -8,19 +10,126 @@
 //! rows come back as [`Val`]s of declared [`Kind`]s, so no query is duplicated per database.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clientlog_readstore::StoreConfig;
+use rusqlite::types::ValueRef;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
+use tokio::sync::Semaphore;
 
-/// A connection pool for reads.
+/// Connections for reads.
 #[derive(Clone)]
 pub enum Reader {
-    Sqlite(SqlitePool),
+    Sqlite(Arc<SqliteReader>),
     Postgres(PgPool),
+}
+
+/// A query that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Postgres(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("a column of {0:?} is not of the expected type")]
+    Column(String),
+    #[error("the SQLite read task failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the reader is closed")]
+    Closed,
+}
+
+/// Read-only connections to the SQLite file, opened on first use, at most `permits` at once.
+pub struct SqliteReader {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    permits: Semaphore,
+}
+
+impl SqliteReader {
+    fn open(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.pragma_update(None, "mmap_size", 268_435_456)?;
+        // Lists are built from a few dozen statement shapes.
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    async fn rows(self: &Arc<Self>, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ReadError::Closed)?;
+        let reader = self.clone();
+        let (text, args, kinds) = (sql.text.clone(), sql.args.clone(), kinds.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let idle = reader.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => reader.open()?,
+            };
+            let rows = query(&conn, &text, &args, &kinds);
+            reader
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            rows
+        })
+        .await?
+    }
+}
+
+fn query(
+    conn: &rusqlite::Connection,
+    text: &str,
+    args: &[Arg],
+    kinds: &[Kind],
+) -> Result<Vec<Vec<Val>>, ReadError> {
+    let mut statement = conn.prepare_cached(text)?;
+    for (i, arg) in args.iter().enumerate() {
+        match arg {
+            Arg::Int(v) => statement.raw_bind_parameter(i + 1, v)?,
+            Arg::Real(v) => statement.raw_bind_parameter(i + 1, v)?,
+            Arg::Text(v) => statement.raw_bind_parameter(i + 1, v.as_str())?,
+        }
+    }
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let row = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                Ok(match (kind, r.get_ref(i)?) {
+                    (_, ValueRef::Null) => Val::Null,
+                    (Kind::Int, ValueRef::Integer(v)) => Val::Int(v),
+                    (Kind::Real, ValueRef::Real(v)) => Val::Real(v),
+                    (Kind::Real, ValueRef::Integer(v)) => Val::Real(v as f64),
+                    (Kind::Text, ValueRef::Text(v)) => Val::Text(
+                        std::str::from_utf8(v)
+                            .map_err(|_| ReadError::Column(text.to_string()))?
+                            .to_string(),
+                    ),
+                    (Kind::Bytes, ValueRef::Blob(v)) => Val::Bytes(v.to_vec()),
+                    _ => return Err(ReadError::Column(text.to_string())),
+                })
+            })
+            .collect::<Result<Vec<Val>, ReadError>>()?;
+        out.push(row);
+    }
+    Ok(out)
 }
 
 /// A bound value.
@@ -140,14 +249,7 @@ impl Sql {
     }
 }
 
-fn decode<R: Row>(r: &R, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn decode(r: &sqlx::postgres::PgRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
     kinds
         .iter()
         .enumerate()
@@ -166,44 +268,24 @@ where
         .collect()
 }
 
-macro_rules! run {
-    ($pool:expr, $sql:expr, $kinds:expr) => {{
-        let mut q = sqlx::query(&$sql.text);
-        for arg in &$sql.args {
-            q = match arg {
-                Arg::Int(v) => q.bind(*v),
-                Arg::Real(v) => q.bind(*v),
-                Arg::Text(v) => q.bind(v.as_str()),
-            };
-        }
-        q.fetch_all($pool)
-            .await?
-            .iter()
-            .map(|r| decode(r, $kinds))
-            .collect::<Result<Vec<_>, _>>()
-    }};
-}
-
 impl Reader {
     /// A read pool on the store the projector writes (which must already be migrated).
-    pub async fn connect(config: &StoreConfig, max_connections: u32) -> Result<Self, sqlx::Error> {
+    pub async fn connect(config: &StoreConfig, max_connections: u32) -> Result<Self, ReadError> {
         Ok(match config {
             StoreConfig::Sqlite { path } => {
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .busy_timeout(Duration::from_secs(5))
-                    .pragma("cache_size", "-32768")
-                    .pragma("mmap_size", "268435456");
-                Reader::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(max_connections)
-                        // A ping before every query is a round trip to the connection's worker
-                        // thread (about a third of a card read's cost); a local file does not
-                        // drop connections.
-                        .test_before_acquire(false)
-                        .connect_with(options)
-                        .await?,
-                )
+                let reader = Arc::new(SqliteReader {
+                    path: path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    permits: Semaphore::new(max_connections as usize),
+                });
+                // Fail now, not at the first request, if the file cannot be read.
+                let first = reader.open()?;
+                reader
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(first);
+                Reader::Sqlite(reader)
             }
             StoreConfig::Postgres { url } => Reader::Postgres(
                 PgPoolOptions::new()
@@ -235,22 +317,43 @@ impl Reader {
         }
     }
 
-    pub async fn rows(&self, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, sqlx::Error> {
+    pub async fn rows(&self, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
         match self {
-            Reader::Sqlite(pool) => run!(pool, sql, kinds),
-            Reader::Postgres(pool) => run!(pool, sql, kinds),
+            Reader::Sqlite(reader) => reader.rows(sql, kinds).await,
+            Reader::Postgres(pool) => {
+                let mut q = sqlx::query(&sql.text);
+                for arg in &sql.args {
+                    q = match arg {
+                        Arg::Int(v) => q.bind(*v),
+                        Arg::Real(v) => q.bind(*v),
+                        Arg::Text(v) => q.bind(v.as_str()),
+                    };
+                }
+                Ok(q.fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| decode(r, kinds))
+                    .collect::<Result<Vec<_>, _>>()?)
+            }
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Reader::Sqlite(pool) => pool.close().await,
+            Reader::Sqlite(reader) => {
+                reader.permits.close();
+                reader
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+            }
             Reader::Postgres(pool) => pool.close().await,
         }
     }
 
     /// The live projection version, if the projector created one.
-    pub async fn live_version(&self) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn live_version(&self) -> Result<Option<i64>, ReadError> {
         let sql = self.sql("SELECT version FROM projection_versions WHERE status = 'live'");
         Ok(self
             .rows(&sql, &[Kind::Int])
@@ -260,7 +363,7 @@ impl Reader {
     }
 
     /// Per partition, the last offset whose effect is in `version`'s read models.
-    pub async fn checkpoints(&self, version: i64) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    pub async fn checkpoints(&self, version: i64) -> Result<BTreeMap<i32, i64>, ReadError> {
         let mut sql =
             self.sql("SELECT log_partition, log_offset FROM checkpoints WHERE version = ");
         sql.int(version);
@@ -273,7 +376,7 @@ impl Reader {
     }
 
     /// Open dead letters of `version`.
-    pub async fn open_dead_letters(&self, version: i64) -> Result<i64, sqlx::Error> {
+    pub async fn open_dead_letters(&self, version: i64) -> Result<i64, ReadError> {
         let mut sql =
             self.sql("SELECT COUNT(*) FROM dead_letters WHERE status = 'open' AND version = ");
         sql.int(version);

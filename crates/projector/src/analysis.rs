@@ -1,18 +1,15 @@
 //! What-if grading over every stored customer: re-grade each customer's stored `grade_inputs`
-//! (the compact column beside its card) under another grading policy with [`Simulation`], paging through the
-//! `customers` rows of one projection version by id. `clientlog simulate` and the API's
+//! (the compact column beside its card) under another grading policy with [`Simulation`], reading
+//! the `customers` rows of one projection version in id order. `clientlog simulate` and the API's
 //! `POST /v1/simulations` both call [`simulate_store`].
 
 use clientlog_domain::grading::GradeInputs;
 use clientlog_domain::policy::GradingPolicy;
 use clientlog_domain::simulate::{GradeTally, IncompatibleInputs, Simulation, SimulationReport};
 use clientlog_domain::Grade;
-use clientlog_readstore::{GradeRow, ReadStore, StoreError};
+use clientlog_readstore::{GradePages, GradeRow, ReadStore, StoreError};
 
 use crate::rebuild::VersionComparison;
-
-/// Customers per page read from the store.
-const PAGE: i64 = 5_000;
 
 /// A finished simulation.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +36,8 @@ pub async fn simulate_store(
 ) -> Result<SimulationOutcome, AnalysisError> {
     let mut simulation = Simulation::new(policy, top);
     let mut skipped = Vec::new();
-    let mut after = String::new();
-    loop {
-        let rows = store.grade_page(version, &after, PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after.clone_from(&last.customer_id);
+    let mut pages = store.grade_pages(version);
+    while let Some(rows) = pages.next_page().await? {
         for r in &rows {
             match (grade_of(r), GradeInputs::decode(&r.grade_inputs)) {
                 (Some(grade), Ok(inputs)) => {
@@ -63,43 +57,30 @@ fn grade_of(row: &GradeRow) -> Option<Grade> {
     Grade::ALL.into_iter().find(|g| g.as_str() == row.grade)
 }
 
-/// Pages through one version's grades in customer order.
-struct GradePages<'s> {
-    store: &'s ReadStore,
-    version: i64,
-    after: String,
+/// One version's grade rows in customer order, a row at a time.
+struct GradeRows {
+    pages: GradePages,
     page: std::vec::IntoIter<GradeRow>,
-    done: bool,
 }
 
-impl<'s> GradePages<'s> {
-    fn new(store: &'s ReadStore, version: i64) -> Self {
+impl GradeRows {
+    fn new(store: &ReadStore, version: i64) -> Self {
         Self {
-            store,
-            version,
-            after: String::new(),
+            pages: store.grade_pages(version),
             page: Vec::new().into_iter(),
-            done: false,
         }
     }
 
     async fn next(&mut self) -> Result<Option<GradeRow>, StoreError> {
-        if let Some(row) = self.page.next() {
-            return Ok(Some(row));
+        loop {
+            if let Some(row) = self.page.next() {
+                return Ok(Some(row));
+            }
+            match self.pages.next_page().await? {
+                Some(page) => self.page = page.into_iter(),
+                None => return Ok(None),
+            }
         }
-        if self.done {
-            return Ok(None);
-        }
-        let rows = self
-            .store
-            .grade_page(self.version, &self.after, PAGE)
-            .await?;
-        match rows.last() {
-            Some(last) => self.after.clone_from(&last.customer_id),
-            None => self.done = true,
-        }
-        self.page = rows.into_iter();
-        Ok(self.page.next())
     }
 }
 
@@ -113,8 +94,8 @@ pub async fn compare_versions(
 ) -> Result<VersionComparison, StoreError> {
     let mut tally = GradeTally::new(top);
     let (mut only_in_from, mut only_in_to) = (0, 0);
-    let mut left = GradePages::new(store, from);
-    let mut right = GradePages::new(store, to);
+    let mut left = GradeRows::new(store, from);
+    let mut right = GradeRows::new(store, to);
     let (mut a, mut b) = (left.next().await?, right.next().await?);
     loop {
         match (&a, &b) {

@@ -9,6 +9,13 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A scan on the SQLite file's own read connection failed.
+    #[error("read store database error while {context}")]
+    Scan {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("applying the read store migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the read store at {path}")]
@@ -27,4 +34,8 @@ pub enum StoreError {
 
 pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database { context, source }
+}
+
+pub(crate) fn scan(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Scan { context, source }
 }

@@ -47,4 +47,4 @@ pub mod test_support;
 
 pub use error::StoreError;
 pub use model::*;
-pub use store::{chain_hash, GradeRow, PromoteError, ReadStore, StoreConfig, StoreTx};
+pub use store::{chain_hash, GradePages, GradeRow, PromoteError, ReadStore, StoreConfig, StoreTx};

@@ -112,6 +112,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct ReadStore {
     backend: Backend,
+    /// The SQLite file, which whole-table scans read with a connection of their own.
+    sqlite_file: Option<PathBuf>,
 }
 
 enum TxBackend {
@@ -229,6 +231,10 @@ async fn open_sqlite(options: &SqliteConnectOptions) -> Result<SqlitePool, Store
 impl ReadStore {
     /// Connects (creating the SQLite file if needed) and applies the migrations.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let sqlite_file = match config {
+            StoreConfig::Sqlite { path } => Some(path.clone()),
+            StoreConfig::Postgres { .. } => None,
+        };
         let backend = match config {
             StoreConfig::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -266,7 +272,10 @@ impl ReadStore {
                 Backend::Postgres(pool)
             }
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            sqlite_file,
+        })
     }
 
     /// `sqlite` or `postgres`.
@@ -1378,5 +1387,5 @@ impl StoreTx {
 }
 mod audit;
 mod versions;
-pub use audit::GradeRow;
+pub use audit::{GradePages, GradeRow};
 pub use versions::PromoteError;

@@ -3,11 +3,14 @@
 //! (export, what-if simulation). Every query pages or names its customers, so a caller walks a
 //! store of any size in constant memory.
 
+use std::path::Path;
+
 use futures::TryStreamExt as _;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use tokio::sync::mpsc;
 
 use super::{customer_of, hash32, id16, Backend, ReadStore, CUSTOMER_SELECT, LOOKUP_CHUNK};
-use crate::error::{db, StoreError};
+use crate::error::{db, scan, StoreError};
 use crate::model::{AuditRow, CustomerRow};
 
 const AUDIT_SELECT: &str = "SELECT customer_id, seq, event_id, log_partition, log_offset, \
@@ -110,20 +113,116 @@ impl ReadStore {
         })
     }
 
-    /// Like [`ReadStore::customers_page`], only what what-if grading needs.
-    pub async fn grade_page(
-        &self,
-        version: i64,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<GradeRow>, StoreError> {
+    /// Every grade row of `version` in customer order, as pages read ahead of the caller (on a
+    /// thread of their own for SQLite, a task for PostgreSQL) while it works on the previous one.
+    pub fn grade_pages(&self, version: i64) -> GradePages {
+        let (pages, receiver) = mpsc::channel(2);
+        match (&self.backend, &self.sqlite_file) {
+            (Backend::Sqlite(_), Some(file)) => {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(err) = scan_sqlite_grades(&file, version, &pages) {
+                        let _ = pages.blocking_send(Err(err));
+                    }
+                });
+            }
+            _ => {
+                tokio::spawn(page_grades(self.clone(), version, pages));
+            }
+        }
+        GradePages { receiver }
+    }
+}
+
+/// Rows per page of [`ReadStore::grade_pages`].
+const GRADE_PAGE: usize = 5_000;
+
+/// The pages of [`ReadStore::grade_pages`]; dropping it stops the scan.
+pub struct GradePages {
+    receiver: mpsc::Receiver<Result<Vec<GradeRow>, StoreError>>,
+}
+
+impl GradePages {
+    /// The next page, or `None` after the last.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<GradeRow>>, StoreError> {
+        self.receiver.recv().await.transpose()
+    }
+}
+
+type PageSender = mpsc::Sender<Result<Vec<GradeRow>, StoreError>>;
+
+const GRADE_SELECT: &str = "SELECT customer_id, grade, score, grade_inputs FROM customers";
+
+/// One statement over the covering index, in one read transaction (a consistent snapshot), on
+/// a connection of its own: sqlx hands every row from its SQLite thread to the caller's task,
+/// which costs more than reading the row.
+fn scan_sqlite_grades(file: &Path, version: i64, pages: &PageSender) -> Result<(), StoreError> {
+    let context = "scanning the grades";
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(scan(context))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(scan(context))?;
+    let mut statement = conn
+        .prepare(&format!(
+            "{GRADE_SELECT} WHERE version = ?1 ORDER BY customer_id"
+        ))
+        .map_err(scan(context))?;
+    let mut rows = statement.query([version]).map_err(scan(context))?;
+    let mut page = Vec::with_capacity(GRADE_PAGE);
+    while let Some(r) = rows.next().map_err(scan(context))? {
+        page.push(GradeRow {
+            customer_id: r.get(0).map_err(scan(context))?,
+            grade: r.get(1).map_err(scan(context))?,
+            score: r.get(2).map_err(scan(context))?,
+            grade_inputs: r
+                .get::<_, Option<Vec<u8>>>(3)
+                .map_err(scan(context))?
+                .unwrap_or_default(),
+        });
+        if page.len() == GRADE_PAGE {
+            let full = std::mem::replace(&mut page, Vec::with_capacity(GRADE_PAGE));
+            if pages.blocking_send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !page.is_empty() {
+        let _ = pages.blocking_send(Ok(page));
+    }
+    Ok(())
+}
+
+/// Keyset pages by customer id, each its own statement.
+async fn page_grades(store: ReadStore, version: i64, pages: PageSender) {
+    let mut after = String::new();
+    loop {
+        let page = store.grade_page(version, &after).await;
+        let last = match &page {
+            Ok(rows) => match rows.last() {
+                Some(row) => row.customer_id.clone(),
+                None => return,
+            },
+            Err(_) => String::new(),
+        };
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed {
+            return;
+        }
+        after = last;
+    }
+}
+
+impl ReadStore {
+    /// Up to a page of `version`'s grade rows with ids after `after`, by id.
+    async fn grade_page(&self, version: i64, after: &str) -> Result<Vec<GradeRow>, StoreError> {
         per_backend!(&self.backend, Backend, pool => {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, grade, score, grade_inputs FROM customers WHERE version = ",
-            );
-            q.push_bind(version);
+            let mut q = QueryBuilder::<Db>::new(GRADE_SELECT);
+            q.push(" WHERE version = ").push_bind(version);
             q.push(" AND customer_id > ").push_bind(after);
-            q.push(" ORDER BY customer_id LIMIT ").push_bind(limit);
+            q.push(" ORDER BY customer_id LIMIT ").push_bind(GRADE_PAGE as i64);
             q.build()
                 .fetch_all(pool)
                 .await
