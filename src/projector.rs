@@ -19,8 +19,9 @@ pub struct Args {
     /// Most records per batch (one transaction).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_size: u32,
-    /// Longest a batch waits to fill, milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    /// Longest a batch waits for more records once it took every record ready, milliseconds
+    /// (0: none; batches still grow with the load, to what arrived during the previous one).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
     batch_wait_ms: u64,
     /// Re-evaluate every customer this often, seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]

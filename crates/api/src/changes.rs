@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::reader::{summary_json, Kind, SUMMARY_COLUMNS, SUMMARY_KINDS};
+use crate::reader::{Kind, Summary, SUMMARY_COLUMNS, SUMMARY_KINDS};
 use crate::State as AppState;
 
 /// How often a waiting request looks for new changes.
@@ -249,7 +249,7 @@ async fn page(s: &AppState, start: Cursor, limit: i64) -> Result<Page, ApiError>
                 version: cursor.version,
                 seq: r[SUMMARY_KINDS.len()].int(),
             };
-            (at, summary_json(r))
+            (at, serde_json::to_value(Summary(r)).unwrap_or_default())
         })
         .collect();
     let next = changes.last().map_or(cursor, |(c, _)| *c);

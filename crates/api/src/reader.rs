@@ -65,6 +65,21 @@ impl SqliteReader {
         Ok(conn)
     }
 
+    /// Runs `sql` on an idle connection (or a new one), returning it to the idle ones after.
+    fn run(&self, text: &str, args: &[Arg], kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let rows = query(&conn, text, args, kinds);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        rows
+    }
+
     async fn rows(self: &Arc<Self>, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
         let _permit = self
             .permits
@@ -73,21 +88,7 @@ impl SqliteReader {
             .map_err(|_| ReadError::Closed)?;
         let reader = self.clone();
         let (text, args, kinds) = (sql.text.clone(), sql.args.clone(), kinds.to_vec());
-        tokio::task::spawn_blocking(move || {
-            let idle = reader.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let conn = match idle {
-                Some(conn) => conn,
-                None => reader.open()?,
-            };
-            let rows = query(&conn, &text, &args, &kinds);
-            reader
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-            rows
-        })
-        .await?
+        tokio::task::spawn_blocking(move || reader.run(&text, &args, &kinds)).await?
     }
 }
 
@@ -185,6 +186,19 @@ impl Val {
             }
             Val::Text(v) => v.clone().into(),
             Val::Bytes(v) => crate::auth::hex(v).into(),
+        }
+    }
+}
+
+impl serde::Serialize for Val {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Val::Null => serializer.serialize_unit(),
+            Val::Int(v) => serializer.serialize_i64(*v),
+            Val::Real(v) if v.is_finite() => serializer.serialize_f64(*v),
+            Val::Real(_) => serializer.serialize_unit(),
+            Val::Text(v) => serializer.serialize_str(v),
+            Val::Bytes(v) => serializer.serialize_str(&crate::auth::hex(v)),
         }
     }
 }
@@ -317,6 +331,22 @@ impl Reader {
         }
     }
 
+    /// Rows of a statement that reads a few rows by key (a customer's card, the live version):
+    /// on SQLite it runs on the calling thread, as it takes microseconds, less than handing it
+    /// to another thread and back.
+    pub async fn lookup(&self, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
+        match self {
+            Reader::Sqlite(reader) => {
+                if reader.permits.is_closed() {
+                    return Err(ReadError::Closed);
+                }
+                reader.run(&sql.text, &sql.args, kinds)
+            }
+            Reader::Postgres(_) => self.rows(sql, kinds).await,
+        }
+    }
+
+    /// Rows of any statement; on SQLite it runs on a blocking thread.
     pub async fn rows(&self, sql: &Sql, kinds: &[Kind]) -> Result<Vec<Vec<Val>>, ReadError> {
         match self {
             Reader::Sqlite(reader) => reader.rows(sql, kinds).await,
@@ -356,7 +386,7 @@ impl Reader {
     pub async fn live_version(&self) -> Result<Option<i64>, ReadError> {
         let sql = self.sql("SELECT version FROM projection_versions WHERE status = 'live'");
         Ok(self
-            .rows(&sql, &[Kind::Int])
+            .lookup(&sql, &[Kind::Int])
             .await?
             .first()
             .map(|r| r[0].int()))
@@ -368,7 +398,7 @@ impl Reader {
             self.sql("SELECT log_partition, log_offset FROM checkpoints WHERE version = ");
         sql.int(version);
         Ok(self
-            .rows(&sql, &[Kind::Int, Kind::Int])
+            .lookup(&sql, &[Kind::Int, Kind::Int])
             .await?
             .iter()
             .map(|r| (r[0].int() as i32, r[1].int()))
@@ -411,23 +441,40 @@ pub const SUMMARY_KINDS: [Kind; 16] = [
     Kind::Int,
 ];
 
-/// A list row as JSON.
-pub fn summary_json(r: &[Val]) -> serde_json::Value {
-    serde_json::json!({
-        "id": r[0].json(),
-        "name": r[1].json(),
-        "owner": r[2].json(),
-        "segment": r[3].json(),
-        "region": r[4].json(),
-        "grade": r[5].json(),
-        "score": r[6].json(),
-        "stage": r[7].json(),
-        "risk": r[8].json(),
-        "risk_band": r[9].json(),
-        "last_activity_on": r[10].json(),
-        "open_complaints": r[11].json(),
-        "active_contracts": r[12].json(),
-        "position": {"partition": r[13].int(), "offset": r[14].int()},
-        "evaluated_at": r[15].json(),
-    })
+/// A list row, serialized straight from its columns (lists are the API's largest answers; no
+/// intermediate JSON tree is built).
+pub struct Summary<'r>(pub &'r [Val]);
+
+impl serde::Serialize for Summary<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut map = serializer.serialize_map(Some(15))?;
+        for (key, i) in [
+            ("id", 0),
+            ("name", 1),
+            ("owner", 2),
+            ("segment", 3),
+            ("region", 4),
+            ("grade", 5),
+            ("score", 6),
+            ("stage", 7),
+            ("risk", 8),
+            ("risk_band", 9),
+            ("last_activity_on", 10),
+            ("open_complaints", 11),
+            ("active_contracts", 12),
+        ] {
+            map.serialize_entry(key, &r[i])?;
+        }
+        map.serialize_entry(
+            "position",
+            &crate::routes::PositionJson {
+                partition: r[13].int() as i32,
+                offset: r[14].int(),
+            },
+        )?;
+        map.serialize_entry("evaluated_at", &r[15])?;
+        map.end()
+    }
 }

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::auth::Scope;
 use crate::consistency::{self, settle, ConsistencyToken, Freshness};
 use crate::error::{ApiError, Detail};
-use crate::reader::{summary_json, Kind, Sql, Val, SUMMARY_COLUMNS, SUMMARY_KINDS};
+use crate::reader::{Kind, Sql, Summary, Val, SUMMARY_COLUMNS, SUMMARY_KINDS};
 use crate::State as AppState;
 
 /// Where a documented parameter goes.
@@ -573,15 +573,28 @@ fn decode_cursor(cursor: &str) -> Result<Value, ApiError> {
 }
 
 /// A JSON answer with projected data: adds what it reflects.
-fn projected(mut body: Value, fresh: &Freshness) -> Response {
-    if let Value::Object(map) = &mut body {
-        map.insert("reflects".into(), fresh.reflects_json());
-        map.insert("stale".into(), fresh.stale.into());
-        if let Some(v) = fresh.version {
-            map.insert("projection_version".into(), v.into());
-        }
-    }
-    with_freshness(Json(body).into_response(), fresh)
+/// An answer from the read models: `body`'s fields and what they reflect.
+#[derive(Serialize)]
+struct Projected<'f, T> {
+    #[serde(flatten)]
+    body: T,
+    reflects: Value,
+    stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projection_version: Option<i64>,
+    #[serde(skip)]
+    fresh: &'f Freshness,
+}
+
+fn projected<T: Serialize>(body: T, fresh: &Freshness) -> Response {
+    let answer = Projected {
+        body,
+        reflects: fresh.reflects_json(),
+        stale: fresh.stale,
+        projection_version: fresh.version,
+        fresh,
+    };
+    with_freshness(Json(&answer).into_response(), answer.fresh)
 }
 
 fn with_freshness(mut response: Response, fresh: &Freshness) -> Response {
@@ -720,9 +733,9 @@ struct EventResult {
 }
 
 #[derive(Serialize, Clone, Copy)]
-struct PositionJson {
-    partition: i32,
-    offset: i64,
+pub(crate) struct PositionJson {
+    pub partition: i32,
+    pub offset: i64,
 }
 
 fn indexed(index: usize, err: &DecodeError) -> Detail {
@@ -880,7 +893,7 @@ async fn get_customer(
     sql.int(version).push(" AND customer_id = ").str(&id);
     let rows = s
         .reader
-        .rows(
+        .lookup(
             &sql,
             &[
                 Kind::Text,
@@ -1115,11 +1128,18 @@ async fn list_customers(
         }
         c
     });
-    let customers: Vec<Value> = rows.iter().map(|r| summary_json(r)).collect();
-    Ok(projected(
-        json!({"customers": customers, "sort": sort_name, "next_cursor": next}),
-        &fresh,
-    ))
+    #[derive(Serialize)]
+    struct ListAnswer<'r> {
+        customers: Vec<Summary<'r>>,
+        sort: &'r str,
+        next_cursor: Option<String>,
+    }
+    let answer = ListAnswer {
+        customers: rows.iter().map(|r| Summary(r)).collect(),
+        sort: &sort_name,
+        next_cursor: next,
+    };
+    Ok(projected(answer, &fresh))
 }
 
 async fn history(
@@ -1423,15 +1443,10 @@ async fn portfolio(
         .str(&rep)
         .push(" ORDER BY risk DESC, customer_id ASC LIMIT ")
         .int(top);
-    let riskiest: Vec<Value> = s
-        .reader
-        .rows(&sql, &SUMMARY_KINDS)
-        .await?
-        .iter()
-        .map(|r| summary_json(r))
-        .collect();
+    let riskiest = s.reader.rows(&sql, &SUMMARY_KINDS).await?;
+    let riskiest: Vec<Summary> = riskiest.iter().map(|r| Summary(r)).collect();
     body["rep"] = rep.into();
-    body["riskiest"] = riskiest.into();
+    body["riskiest"] = serde_json::to_value(riskiest).map_err(ApiError::internal)?;
     Ok(projected(body, &fresh))
 }
 

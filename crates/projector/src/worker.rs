@@ -51,7 +51,10 @@ pub(crate) fn now_unix() -> i64 {
 pub struct ProjectorConfig {
     /// Most records per batch (one transaction).
     pub batch_size: usize,
-    /// Longest a batch waits to fill once its first record arrived.
+    /// Longest a batch waits for more records once it has taken every record already read.
+    /// Zero (the default) sends what is ready at once: a batch then grows by itself with the
+    /// load, to what arrived while the previous one was written, and an event is visible
+    /// about one batch's time after it was appended.
     pub batch_wait: Duration,
     /// Re-evaluate every customer this often (time moves without events); `None`: never.
     pub reevaluate_every: Option<Duration>,
@@ -66,7 +69,7 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             batch_size: 20_000,
-            batch_wait: Duration::from_millis(100),
+            batch_wait: Duration::ZERO,
             reevaluate_every: Some(Duration::from_secs(3600)),
             clock: Clock::System,
             until_caught_up: false,
