@@ -256,7 +256,11 @@ impl ReadStore {
                     // Checkpoint the WAL every 64 MiB rather than 4: a page rewritten by several
                     // batches is copied into the database once.
                     .pragma("wal_autocheckpoint", "16384")
-                    .pragma("mmap_size", "268435456");
+                    .pragma("mmap_size", "268435456")
+                    // A batch's multi-row statements run to tens of thousands of parameters,
+                    // and the last chunk of each batch has a length of its own: a deep cache of
+                    // prepared statements would hold hundreds of megabytes of them.
+                    .statement_cache_capacity(16);
                 Backend::Sqlite(open_sqlite(&options).await?)
             }
             StoreConfig::Postgres { url } => {
