@@ -14,6 +14,8 @@ pub const TANSU_BIN: &str = "CLIENTLOG_TANSU_BIN";
 
 /// The value of the service setting `var`, or `None` after printing
 /// `skipped: <test> needs <var>` to stderr. Panics instead when `CLIENTLOG_REQUIRE_SERVICES=1`.
+/// The line is written to the process's stderr itself, not through `eprintln!`, which the test
+/// harness captures and shows only for failing tests: a plain `cargo test` lists every skip.
 pub fn service(test: &str, var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.trim().is_empty() => Some(value),
@@ -23,7 +25,8 @@ pub fn service(test: &str, var: &str) -> Option<String> {
                 !required,
                 "{test} needs {var}, and {REQUIRE_SERVICES}=1 forbids skipping it"
             );
-            eprintln!("skipped: {test} needs {var}");
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr().lock(), "skipped: {test} needs {var}");
             None
         }
     }
