@@ -1025,7 +1025,20 @@ async fn kafka_and_postgres_deployment_reads_its_writes_through_a_rebuild() {
             })
             .collect(),
     );
-    let server = start(&store, "api", &["--kafka", &brokers, "--topic", &topic]);
+    // Re-attaching both projectors to the promoted version is a consumer-group rebalance on the
+    // broker, which takes seconds on a loaded machine: the strict reads may wait that long.
+    let server = start(
+        &store,
+        "api",
+        &[
+            "--kafka",
+            &brokers,
+            "--topic",
+            &topic,
+            "--consistency-wait-ms",
+            "30000",
+        ],
+    );
 
     let strict_read = |path: String, token: String| {
         let server = &server;
