@@ -221,7 +221,11 @@ impl ReadStore {
         version: i64,
         progress: &BuildProgress,
     ) -> Result<(), StoreError> {
-        per_backend!(&self.backend, Backend, pool => {
+        // In a transaction that takes the write lock first. A plain UPDATE on SQLite waits for
+        // the batch being written while holding a read snapshot, which no checkpoint can get
+        // past; it then often fails as its snapshot is stale by the time the lock is free.
+        let mut tx = self.begin().await?;
+        per_backend!(&mut tx.inner, TxBackend, c => {
             let mut q = QueryBuilder::<Db>::new("UPDATE projection_versions SET build_done = ");
             q.push_bind(progress.done);
             q.push(", build_total = ").push_bind(progress.total);
@@ -231,11 +235,11 @@ impl ReadStore {
             q.push(", build_error = ").push_bind(progress.error.as_deref());
             q.push(" WHERE version = ").push_bind(version);
             q.build()
-                .execute(pool)
+                .execute(&mut **c)
                 .await
                 .map_err(db("recording a build's progress"))?;
-            Ok(())
-        })
+        });
+        tx.commit().await
     }
 
     /// Makes `version` the live one and retires the current live version, in one transaction.
