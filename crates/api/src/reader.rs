@@ -1,9 +1,9 @@
 //! The read-side queries of the API, over connections of its own to the read store (SQLite file
 //! or PostgreSQL), so the projector's write transactions and the API's reads do not queue on one
-//! pool. SQLite is read with rusqlite on blocking threads: a query there is one hand-off between
-//! threads, where sqlx's SQLite driver makes one per row besides its own worker thread's, and
-//! those hand-offs cost more than the lookups themselves. Every statement is built here, in one obvious module; the schema and
-//! its indexes are in `projections/migrations/`. Every query on a versioned table names the
+//! pool. SQLite is read with rusqlite: key lookups on the request's own thread, other queries on
+//! a blocking thread, one hand-off each, where sqlx's SQLite driver hands every row across
+//! threads, which costs more than the lookups themselves. Every statement is built here, in one
+//! obvious module; the schema and its indexes are in `projections/migrations/`. Every query on a versioned table names the
 //! live version, which leads every index.
 //!
 //! Statements are written once: [`Sql`] writes `?` or `$n` placeholders for the backend, and
@@ -178,15 +178,8 @@ impl Val {
         }
     }
     pub fn json(&self) -> serde_json::Value {
-        match self {
-            Val::Null => serde_json::Value::Null,
-            Val::Int(v) => (*v).into(),
-            Val::Real(v) => {
-                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)
-            }
-            Val::Text(v) => v.clone().into(),
-            Val::Bytes(v) => crate::auth::hex(v).into(),
-        }
+        // A `Val` always serializes (see below).
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

@@ -575,15 +575,13 @@ fn decode_cursor(cursor: &str) -> Result<Value, ApiError> {
 /// A JSON answer with projected data: adds what it reflects.
 /// An answer from the read models: `body`'s fields and what they reflect.
 #[derive(Serialize)]
-struct Projected<'f, T> {
+struct Projected<T> {
     #[serde(flatten)]
     body: T,
     reflects: Value,
     stale: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     projection_version: Option<i64>,
-    #[serde(skip)]
-    fresh: &'f Freshness,
 }
 
 fn projected<T: Serialize>(body: T, fresh: &Freshness) -> Response {
@@ -592,9 +590,8 @@ fn projected<T: Serialize>(body: T, fresh: &Freshness) -> Response {
         reflects: fresh.reflects_json(),
         stale: fresh.stale,
         projection_version: fresh.version,
-        fresh,
     };
-    with_freshness(Json(&answer).into_response(), answer.fresh)
+    with_freshness(Json(&answer).into_response(), fresh)
 }
 
 fn with_freshness(mut response: Response, fresh: &Freshness) -> Response {
