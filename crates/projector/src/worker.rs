@@ -113,6 +113,10 @@ pub struct Projector {
     attached: Arc<RwLock<Arc<Attached>>>,
 }
 
+/// The size past which a batch's commit truncates the SQLite read store's WAL (see
+/// `ReadStore::bound_wal`): four times the automatic checkpoint's 64 MiB.
+const WAL_LIMIT_BYTES: u64 = 256 << 20;
+
 /// Customers whose re-evaluation goes in one transaction.
 const REEVALUATE_PAGE: i64 = 2_000;
 
@@ -495,6 +499,9 @@ impl Projector {
         tx.write(version, &write, now).await?;
         let written_at = Instant::now();
         tx.commit().await?;
+        if let Err(err) = self.store.bound_wal(WAL_LIMIT_BYTES).await {
+            tracing::warn!(error = %err, "bounding the read store's WAL failed");
+        }
         tracing::debug!(
             load_ms = (loaded_at - started).as_millis() as u64,
             fold_ms = (folded_at - loaded_at).as_millis() as u64,
