@@ -45,6 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock: args.as_of.map_or(Clock::System, Clock::Fixed),
         until_caught_up: args.until_caught_up,
         progress: None,
+        hold_customers: 0,
     };
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));

@@ -37,9 +37,13 @@ pub struct Args {
     /// Keep the new version as a candidate (`clientlog versions promote V` promotes it later).
     #[arg(long)]
     no_promote: bool,
-    /// Most records per transaction.
+    /// Most records read per batch.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     batch: usize,
+    /// Customers folded in memory before their rows are written (each once, with the
+    /// checkpoint); more is faster and takes more memory. 0 writes every batch.
+    #[arg(long, value_name = "N", default_value_t = clientlog_projector::rebuild::DEFAULT_HOLD_CUSTOMERS)]
+    hold: usize,
     /// Customers whose score moved most to list in the comparison.
     #[arg(long, value_name = "N", default_value_t = 20)]
     top: usize,
@@ -63,6 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         promote: !args.no_promote,
         clock: args.as_of.map_or(Clock::System, Clock::Fixed),
         batch_size: args.batch,
+        hold_customers: args.hold,
         top_movers: args.top,
     };
     let outcome = run_rebuild(&projector, &log, &options, shutdown.clone(), move |p| {

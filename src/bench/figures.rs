@@ -501,6 +501,7 @@ pub async fn project(log: &SqliteLog, config: &StoreConfig) -> anyhow::Result<u6
                 clock: Clock::Fixed(AS_OF),
                 until_caught_up: true,
                 progress: None,
+                hold_customers: 0,
             },
             CancellationToken::new(),
         )

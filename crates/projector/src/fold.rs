@@ -6,7 +6,7 @@
 //! whatever the batch boundaries were: two runs over the same log at the same `as_of` write
 //! the same transitions even if one of them was killed and restarted in between.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use clientlog_domain::calendar::{self, day_of};
 use clientlog_domain::state::STATE_FORMAT;
@@ -214,18 +214,88 @@ pub struct Known {
 /// batch's positions advance the checkpoints (not when releasing held events).
 pub fn fold(
     records: &[Record],
-    mut known: Known,
+    known: Known,
     eval: &Evaluation<'_>,
     checkpoint: bool,
 ) -> Result<BatchWrite, FoldError> {
-    let mut out = BatchWrite::default();
-    let mut working: HashMap<String, Working> = HashMap::new();
-    let mut checkpoints: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut carry = Carry::default();
+    fold_into(records, known, eval, checkpoint, &mut carry)?;
+    Ok(carry.finish(eval))
+}
+
+/// Customers folded by one or more batches whose rows are not written yet, with the rows those
+/// batches produced (transitions, audit copy, held events) and the positions they reached.
+/// A version being built carries it over many batches and writes each customer once, where
+/// writing every batch would rewrite a customer's rows once per batch it appears in.
+#[derive(Default)]
+pub struct Carry {
+    working: HashMap<String, Working>,
+    out: BatchWrite,
+}
+
+impl Carry {
+    /// Customers held.
+    pub fn customers(&self) -> usize {
+        self.working.len()
+    }
+
+    /// Whether `customer` is held (its stored rows are older than its state here).
+    pub fn holds(&self, customer: &str) -> bool {
+        self.working.contains_key(customer)
+    }
+
+    /// Rows other than customers' waiting to be written.
+    pub fn pending_rows(&self) -> usize {
+        self.out.transitions.len() + self.out.events.len() + self.out.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.working.is_empty() && self.out.checkpoints.is_empty() && self.pending_rows() == 0
+    }
+
+    /// Events applied so far.
+    pub fn applied(&self) -> u64 {
+        self.out.applied
+    }
+
+    /// Events held behind a dead letter so far.
+    pub fn held_events(&self) -> usize {
+        self.out.held.len()
+    }
+
+    /// Whether the folded batches wrote to the audit copy or held events: those rows are
+    /// written at once, as later batches' duplicate checks read them from the store.
+    pub fn must_write(&self) -> bool {
+        !self.out.events.is_empty() || !self.out.held.is_empty()
+    }
+
+    /// Every row to write, customers in id order.
+    pub fn finish(self, eval: &Evaluation<'_>) -> BatchWrite {
+        let mut out = self.out;
+        let mut customers: Vec<Working> = self.working.into_values().collect();
+        customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        for w in customers {
+            finish(w, eval, &mut out);
+        }
+        out
+    }
+}
+
+/// Folds `records` (in log order) into `carry`: customers it holds are folded on from their
+/// state there, others from what `known` loaded.
+pub fn fold_into(
+    records: &[Record],
+    mut known: Known,
+    eval: &Evaluation<'_>,
+    checkpoint: bool,
+    carry: &mut Carry,
+) -> Result<(), FoldError> {
+    let Carry { working, out } = carry;
     let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
     for record in records {
         let (partition, offset) = record.position();
         if checkpoint {
-            let entry = checkpoints.entry(partition).or_insert(offset);
+            let entry = out.checkpoints.entry(partition).or_insert(offset);
             *entry = (*entry).max(offset);
         }
         let stored = match record {
@@ -303,13 +373,7 @@ pub fn fold(
             hash,
         });
     }
-    let mut customers: Vec<Working> = working.into_values().collect();
-    customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-    for w in customers {
-        finish(w, eval, &mut out);
-    }
-    out.checkpoints = checkpoints;
-    Ok(out)
+    Ok(())
 }
 
 /// Re-evaluates stored states at `eval.as_of` (a re-evaluation pass): rows and transitions of

@@ -57,6 +57,13 @@ pub enum ProjectorError {
     /// The version this projector writes stopped being live (a promotion); it re-attaches.
     #[error("projection version {version} is no longer live")]
     NotLive { version: i64 },
+    /// A build holding customers in memory found the version's checkpoint moved by another
+    /// writer: what it holds was folded from rows that are no longer current.
+    #[error(
+        "another writer moved projection version {version}'s checkpoint while this build held \
+         customers in memory; nothing it held was written: run it again"
+    )]
+    HeldBuildConflict { version: i64 },
     #[error("projection version {version} was dropped")]
     VersionDropped { version: i64 },
     #[error(

@@ -21,6 +21,9 @@ use crate::analysis::compare_versions;
 use crate::worker::{first_offset, now_unix, Clock, Projector, ProjectorConfig, RunStats};
 use crate::ProjectorError;
 
+/// Customers a rebuild holds in memory between writes unless told otherwise.
+pub const DEFAULT_HOLD_CUSTOMERS: usize = 100_000;
+
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -29,6 +32,8 @@ pub struct RebuildOptions {
     /// The `as_of` of the verdicts (the wall clock, or a fixed business time).
     pub clock: Clock,
     pub batch_size: usize,
+    /// Customers held in memory between writes (`ProjectorConfig::hold_customers`).
+    pub hold_customers: usize,
     /// Customers whose score moved most, in the comparison with the previous live version.
     pub top_movers: usize,
 }
@@ -39,6 +44,7 @@ impl Default for RebuildOptions {
             promote: true,
             clock: Clock::System,
             batch_size: ProjectorConfig::default().batch_size,
+            hold_customers: DEFAULT_HOLD_CUSTOMERS,
             top_movers: 20,
         }
     }
@@ -133,6 +139,7 @@ pub async fn run_rebuild<L: EventLog>(
         clock: options.clock,
         until_caught_up: true,
         progress: Some(counter.clone()),
+        hold_customers: options.hold_customers,
         ..ProjectorConfig::default()
     };
     let result = build_and_promote(projector, log, &config, options, &shutdown).await;

@@ -18,7 +18,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::fold::{self, Evaluation, Known, Record};
+use crate::fold::{self, Carry, Evaluation, Known, Record};
 use crate::ProjectorError;
 
 /// Where verdicts get their `as_of`.
@@ -61,8 +61,15 @@ pub struct ProjectorConfig {
     pub clock: Clock,
     /// Stop once every partition's checkpoint reached the high-water mark seen at start.
     pub until_caught_up: bool,
-    /// Counts the records of every committed batch (a rebuild's progress).
+    /// Counts the records of every folded batch (a rebuild's progress).
     pub progress: Option<Arc<AtomicU64>>,
+    /// A build (a candidate version run `until_caught_up`) keeps up to this many customers
+    /// folded in memory across batches and writes each of them once, with the checkpoint, when
+    /// it holds that many, when it reaches its target, or when a batch needs writing at once
+    /// (dead letters, audit copy); writing every batch rewrites a customer's rows in every batch
+    /// it appears in. Zero: every batch is written (always so for the live version, whose
+    /// readers wait for each batch).
+    pub hold_customers: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -74,6 +81,7 @@ impl Default for ProjectorConfig {
             clock: Clock::System,
             until_caught_up: false,
             progress: None,
+            hold_customers: 0,
         }
     }
 }
@@ -116,6 +124,17 @@ pub struct Projector {
 /// The size past which a batch's commit truncates the SQLite read store's WAL (see
 /// `ReadStore::bound_wal`): four times the automatic checkpoint's 64 MiB.
 const WAL_LIMIT_BYTES: u64 = 256 << 20;
+
+/// Transitions a build holds in memory at most before it writes what it holds.
+const HELD_ROWS: usize = 500_000;
+
+/// What a build holds in memory between batches (`ProjectorConfig::hold_customers`).
+#[derive(Default)]
+struct Held {
+    carry: Carry,
+    /// The version's checkpoints when `carry` started: its customers were loaded as of these.
+    base: BTreeMap<i32, i64>,
+}
 
 /// Customers whose re-evaluation goes in one transaction.
 const REEVALUATE_PAGE: i64 = 2_000;
@@ -338,6 +357,15 @@ impl Projector {
         // when another branch wins).
         let mut carry: Vec<Record> = Vec::new();
 
+        let hold = if self.follows_live || !config.until_caught_up {
+            0
+        } else {
+            config.hold_customers
+        };
+        let mut held = Held::default();
+        // How far this run has read, to know which batch reaches the target.
+        let mut read_to = checkpoints.clone();
+
         let mut reevaluate = config.reevaluate_every.map(|every| {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -366,9 +394,22 @@ impl Projector {
                 break Err(ProjectorError::ReaderStopped);
             }
             let batch: Vec<Record> = carry.drain(..carry.len().min(batch_size)).collect();
+            for record in &batch {
+                let (partition, offset) = record.position();
+                let entry = read_to.entry(partition).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+            let last = target.as_ref().is_some_and(|t| caught_up(t, &read_to));
             let started = Instant::now();
             let done = match self
-                .project_batch(batch, config.clock.now(), check_duplicates)
+                .project_held(
+                    batch,
+                    config.clock.now(),
+                    check_duplicates,
+                    &mut held,
+                    hold,
+                    last,
+                )
                 .await
             {
                 Ok(done) => done,
@@ -422,9 +463,32 @@ impl Projector {
     /// held events and checkpoints. `as_of` is the business time of the verdicts.
     pub async fn project_batch(
         &self,
+        records: Vec<Record>,
+        as_of: i64,
+        check_duplicates: bool,
+    ) -> Result<BatchOutcome, ProjectorError> {
+        self.project_held(
+            records,
+            as_of,
+            check_duplicates,
+            &mut Held::default(),
+            0,
+            true,
+        )
+        .await
+    }
+
+    /// Folds one batch into what `held` holds and, in the batch's transaction, writes all of
+    /// it with the checkpoints when it holds `hold` customers or more, when `last`, or when
+    /// the batch needs writing at once; otherwise the transaction writes nothing.
+    async fn project_held(
+        &self,
         mut records: Vec<Record>,
         as_of: i64,
         check_duplicates: bool,
+        held: &mut Held,
+        hold: usize,
+        last: bool,
     ) -> Result<BatchOutcome, ProjectorError> {
         let attached = self.attached();
         let version = attached.version;
@@ -433,6 +497,7 @@ impl Projector {
         let mut customers: Vec<String> = records
             .iter()
             .filter_map(Record::customer)
+            .filter(|c| !held.carry.holds(c))
             .map(str::to_string)
             .collect();
         customers.sort_unstable();
@@ -442,6 +507,11 @@ impl Projector {
         // Records this version already reflects (another projector of it got there first, or
         // Kafka delivered them again) change nothing.
         let reflected = tx.checkpoints_of(version).await?;
+        if held.carry.is_empty() {
+            held.base = reflected.clone();
+        } else if reflected != held.base {
+            return Err(ProjectorError::HeldBuildConflict { version });
+        }
         let read = records.len() as u64;
         records.retain(|r| {
             let (partition, offset) = r.position();
@@ -475,59 +545,87 @@ impl Projector {
         };
         let loaded = tx.load_customers(version, &customers).await?;
         let loaded_at = Instant::now();
+        // A batch with bad records writes their dead letters with everything held, so that no
+        // one resolving them reads a customer's rows while newer ones are held here.
+        let write_now = last || hold == 0 || !dead_letters.is_empty();
         let known = Known {
             loaded,
             blocked,
             dead_letters,
             audited,
         };
+        let (applied_before, held_before) = (held.carry.applied(), held.carry.held_events());
         let records = Arc::new(records);
-        let (write, records) = {
+        let (carry, write, records, applied, held_events) = {
             let attached = attached.clone();
             let records = records.clone();
+            let mut carry = std::mem::take(&mut held.carry);
             tokio::task::spawn_blocking(move || {
                 let eval = Evaluation {
                     policies: &attached.policies,
                     lineage: &attached.lineage,
                     as_of,
                 };
-                fold::fold(&records, known, &eval, true).map(|w| (w, records))
+                fold::fold_into(&records, known, &eval, true, &mut carry)?;
+                let applied = carry.applied() - applied_before;
+                let held_events = (carry.held_events() - held_before) as u64;
+                if write_now
+                    || carry.must_write()
+                    || carry.customers() >= hold
+                    || carry.pending_rows() >= HELD_ROWS
+                {
+                    Ok::<_, ProjectorError>((
+                        None,
+                        Some(carry.finish(&eval)),
+                        records,
+                        applied,
+                        held_events,
+                    ))
+                } else {
+                    Ok((Some(carry), None, records, applied, held_events))
+                }
             })
             .await??
         };
         let folded_at = Instant::now();
-        tx.write(version, &write, now).await?;
-        let written_at = Instant::now();
-        tx.commit().await?;
-        if let Err(err) = self.store.bound_wal(WAL_LIMIT_BYTES).await {
-            tracing::warn!(error = %err, "bounding the read store's WAL failed");
-        }
-        tracing::debug!(
-            load_ms = (loaded_at - started).as_millis() as u64,
-            fold_ms = (folded_at - loaded_at).as_millis() as u64,
-            write_ms = (written_at - folded_at).as_millis() as u64,
-            commit_ms = written_at.elapsed().as_millis() as u64,
-            "batch phases"
-        );
-
         // Where the version is now, including partitions whose records of this batch were all
         // reflected already (a checkpoint never moves back).
         let mut checkpoints_after = reflected;
-        for (&partition, &offset) in &write.checkpoints {
-            let entry = checkpoints_after.entry(partition).or_insert(offset);
-            *entry = (*entry).max(offset);
+        match &write {
+            Some(write) => {
+                tx.write(version, write, now).await?;
+                let written_at = Instant::now();
+                tx.commit().await?;
+                if let Err(err) = self.store.bound_wal(WAL_LIMIT_BYTES).await {
+                    tracing::warn!(error = %err, "bounding the read store's WAL failed");
+                }
+                tracing::debug!(
+                    load_ms = (loaded_at - started).as_millis() as u64,
+                    fold_ms = (folded_at - loaded_at).as_millis() as u64,
+                    write_ms = (written_at - folded_at).as_millis() as u64,
+                    commit_ms = written_at.elapsed().as_millis() as u64,
+                    customers = write.customers.len(),
+                    "batch phases"
+                );
+                for (&partition, &offset) in &write.checkpoints {
+                    let entry = checkpoints_after.entry(partition).or_insert(offset);
+                    *entry = (*entry).max(offset);
+                }
+            }
+            None => tx.commit().await?,
+        }
+        if let Some(carry) = carry {
+            held.carry = carry;
         }
         let events = records
             .iter()
             .filter(|r| matches!(r, Record::Event(_)))
             .count() as u64;
-        let applied = write.applied;
-        let held = write.held.len() as u64;
         Ok(BatchOutcome {
             records: read,
             applied,
-            held,
-            duplicates: events.saturating_sub(applied + held) + already,
+            held: held_events,
+            duplicates: events.saturating_sub(applied + held_events) + already,
             dead_letters: (records.len() as u64) - events,
             checkpoints_after,
             new_dead_letters,

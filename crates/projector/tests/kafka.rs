@@ -25,6 +25,7 @@ async fn run<L: EventLog>(projector: &Projector, log: &L) -> RunStats {
         clock: Clock::Fixed(AS_OF),
         until_caught_up: true,
         progress: None,
+        hold_customers: 0,
     };
     tokio::time::timeout(
         Duration::from_secs(120),

@@ -32,6 +32,7 @@ fn config(batch_size: usize) -> ProjectorConfig {
         clock: Clock::Fixed(AS_OF),
         until_caught_up: true,
         progress: None,
+        hold_customers: 0,
     }
 }
 

@@ -32,6 +32,7 @@ fn config(until_caught_up: bool) -> ProjectorConfig {
         clock: Clock::Fixed(AS_OF),
         until_caught_up,
         progress: None,
+        hold_customers: 0,
     }
 }
 
@@ -86,6 +87,7 @@ async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) 
 
 both_backends!(
     rebuild_beside_live_while_appends_continue,
+    a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes,
     two_projectors_of_one_version_apply_each_event_once,
     replay_uses_the_policies_live_then,
 );
@@ -138,6 +140,8 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
         promote: true,
         clock: Clock::Fixed(AS_OF),
         batch_size: 700,
+        // Fewer than the 200 customers: the build writes what it holds several times.
+        hold_customers: 50,
         top_movers: 5,
     };
     let outcome = run_rebuild(&candidate, &log, &options, CancellationToken::new(), |_| {})
@@ -190,6 +194,7 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
     assert_eq!(built.customers, expected.customers);
     assert_eq!(built.states, expected.states);
     assert_eq!(built.events, expected.events);
+    assert_eq!(built.transitions, expected.transitions);
     assert_eq!(built.checkpoints, expected.checkpoints);
 
     // The comparison: both versions hold every customer; loyalty weighed 40 moves scores.
@@ -220,6 +225,67 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
     clean_store.close().await;
     a.cleanup().await;
     b.cleanup().await;
+}
+
+/// A candidate version built beside the live one, holding more customers in memory than a
+/// batch touches and fewer than the book (so it writes what it holds several times) over a log with a bad record in the
+/// middle (its dead letter is written at once, with everything held), ends with the same rows
+/// as the live version built batch by batch.
+async fn a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes(
+    test: &str,
+    backend: Backend,
+) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let path = a.dir().join("events.db");
+    let log = SqliteLog::open_path(&path).await.expect("open log");
+    let batches = demo_batches(60, 12, 5);
+    let half = batches.len() / 2;
+    for (i, batch) in batches.iter().enumerate() {
+        if i == half {
+            clientlog_eventlog::test_support::sqlite_insert_raw(&path, b"{\"not\":\"an event\"}")
+                .await
+                .expect("bad record");
+        }
+        log.append(batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    live.run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("live run");
+
+    let candidate = Projector::candidate(store.clone(), Policies::defaults())
+        .await
+        .expect("candidate");
+    // A batch of 20 records touches at most 20 customers: what is held spans batches.
+    let held = ProjectorConfig {
+        batch_size: 20,
+        hold_customers: 45,
+        ..config(true)
+    };
+    let stats = candidate
+        .run(&log, &held, CancellationToken::new())
+        .await
+        .expect("held build");
+    assert_eq!(stats.dead_letters, 1);
+
+    let built = store.snapshot(candidate.version()).await.expect("built");
+    let expected = store.snapshot(live.version()).await.expect("live");
+    assert_eq!(built.customers.len(), 60);
+    assert_eq!(built.customers, expected.customers);
+    assert_eq!(built.states, expected.states);
+    assert_eq!(built.transitions, expected.transitions);
+    assert_eq!(built.checkpoints, expected.checkpoints);
+    assert_eq!(built.dead_letters, expected.dead_letters);
+    assert_eq!(built.held, expected.held);
+
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
 }
 
 /// Two projectors of the live version reading the same log at once (each reads every
