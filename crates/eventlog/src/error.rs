@@ -17,6 +17,13 @@ pub enum LogError {
         #[source]
         source: sqlx::Error,
     },
+    /// A read stream's own connection to the embedded log failed.
+    #[error("event log database error while {context}")]
+    Scan {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// The embedded log file could not be prepared (directory, permissions).
     #[error("cannot prepare the event log at {path}")]
     Io {

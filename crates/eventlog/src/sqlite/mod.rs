@@ -10,9 +10,12 @@
 //! after that `COMMIT` returned. If a group fails, each of its requests is retried in its own
 //! transaction, so one bad request cannot fail the others.
 //!
-//! Readers use a separate pool of read-only connections; WAL lets them run beside the writer.
-//! A read stream wakes up on this process's commits and also polls
-//! ([`SqliteConfig::poll_interval`]) for events appended by other processes.
+//! Each read stream has a read-only connection of its own (rusqlite, on a blocking thread,
+//! where it also decodes each page: sqlx would hand every row from its SQLite thread to the
+//! reading task, which costs more than reading and decoding it); WAL lets readers run beside
+//! the writer. A read stream wakes up on this process's commits and also polls
+//! ([`SqliteConfig::poll_interval`]) for events appended by other processes. Other queries
+//! share a small pool of read-only connections.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,8 +27,7 @@ use clientlog_domain::Event;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use time::OffsetDateTime;
@@ -508,7 +510,8 @@ impl EventLog for SqliteLog {
             .unwrap_or(FIRST_OFFSET)
             .max(FIRST_OFFSET);
         let reader = Reader {
-            pool: self.inner.readers.clone(),
+            config: self.inner.config.clone(),
+            conn: None,
             next,
             committed: Some(self.inner.committed.clone()),
             poll_interval: self.inner.config.poll_interval,
@@ -540,7 +543,9 @@ impl EventLog for SqliteLog {
 
 /// The state of one read stream.
 struct Reader {
-    pool: SqlitePool,
+    config: SqliteConfig,
+    /// Opened on the first page, dropped after an error (the next page opens another).
+    conn: Option<rusqlite::Connection>,
     next: i64,
     /// `None` once this process's writer is gone; polling alone continues.
     committed: Option<watch::Receiver<i64>>,
@@ -560,29 +565,33 @@ impl Reader {
             if let Some(committed) = &mut self.committed {
                 committed.borrow_and_update();
             }
-            let rows = sqlx::query(
-                "SELECT position, recorded_at, payload, subject FROM events \
-                 WHERE position >= ? ORDER BY position LIMIT ?",
-            )
-            .bind(self.next)
-            .bind(READ_PAGE)
-            .fetch_all(&self.pool)
-            .await;
-            match rows {
-                Ok(rows) if rows.is_empty() => self.wait().await,
-                Ok(rows) => {
-                    let page: Vec<_> = rows.into_iter().map(stored_event).collect();
+            let (conn, config, next) = (self.conn.take(), self.config.clone(), self.next);
+            let read = tokio::task::spawn_blocking(move || {
+                let conn = match conn {
+                    Some(conn) => conn,
+                    None => open_reader(&config)?,
+                };
+                let page = read_page(&conn, next)?;
+                Ok::<_, LogError>((conn, page))
+            })
+            .await
+            .map_err(LogError::from)
+            .and_then(|read| read);
+            match read {
+                Ok((conn, page)) => {
+                    self.conn = Some(conn);
+                    if page.is_empty() {
+                        self.wait().await;
+                        continue;
+                    }
                     if let Some(last) = page.iter().map(position_of).max() {
                         self.next = last + 1;
                     }
                     return page;
                 }
-                Err(source) => {
+                Err(err) => {
                     self.failed = true;
-                    return vec![Err(ReadError::Log(LogError::Sqlite {
-                        context: "reading events",
-                        source,
-                    }))];
+                    return vec![Err(ReadError::Log(err))];
                 }
             }
         }
@@ -613,28 +622,60 @@ fn position_of(item: &Result<StoredEvent, ReadError>) -> i64 {
     }
 }
 
-fn stored_event(row: SqliteRow) -> Result<StoredEvent, ReadError> {
-    let columns = (|| {
-        Ok::<_, sqlx::Error>((
-            row.try_get::<i64, _>(0)?,
-            row.try_get::<i64, _>(1)?,
-            row.try_get::<Vec<u8>, _>(2)?,
-        ))
-    })();
-    let (offset, recorded_at, bytes) = columns.map_err(sqlite_err("reading an event row"))?;
-    let position = Position::new(PARTITION, offset);
-    match Event::decode(&bytes) {
-        Ok(event) => Ok(StoredEvent {
-            position,
-            bytes,
-            recorded_at: time_of(recorded_at),
-            mode: WireMode::Structured,
-            event,
-        }),
-        Err(reason) => {
-            // The subject column is only read for a bad record; a valid event carries its own.
-            let key = row.try_get::<String, _>(3).ok();
-            Err(ReadError::bad_record(position, key, bytes, reason))
-        }
+fn scan_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
+    move |source| LogError::Scan { context, source }
+}
+
+/// A read stream's connection: read-only, with the log's lock wait and memory map.
+fn open_reader(config: &SqliteConfig) -> Result<rusqlite::Connection, LogError> {
+    let context = "opening the event log for reading";
+    let conn = rusqlite::Connection::open_with_flags(
+        &config.path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(scan_err(context))?;
+    conn.busy_timeout(config.busy_timeout)
+        .map_err(scan_err(context))?;
+    conn.pragma_update(None, "mmap_size", u64::from(config.mmap_mib) << 20)
+        .map_err(scan_err(context))?;
+    Ok(conn)
+}
+
+/// Up to [`READ_PAGE`] records from offset `next` on, decoded.
+fn read_page(
+    conn: &rusqlite::Connection,
+    next: i64,
+) -> Result<Vec<Result<StoredEvent, ReadError>>, LogError> {
+    let context = "reading events";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT position, recorded_at, payload, subject FROM events \
+             WHERE position >= ?1 ORDER BY position LIMIT ?2",
+        )
+        .map_err(scan_err(context))?;
+    let mut rows = statement
+        .query([next, READ_PAGE])
+        .map_err(scan_err(context))?;
+    let mut page = Vec::new();
+    while let Some(row) = rows.next().map_err(scan_err(context))? {
+        let offset: i64 = row.get(0).map_err(scan_err(context))?;
+        let recorded_at: i64 = row.get(1).map_err(scan_err(context))?;
+        let bytes: Vec<u8> = row.get(2).map_err(scan_err(context))?;
+        let position = Position::new(PARTITION, offset);
+        page.push(match Event::decode(&bytes) {
+            Ok(event) => Ok(StoredEvent {
+                position,
+                bytes,
+                recorded_at: time_of(recorded_at),
+                mode: WireMode::Structured,
+                event,
+            }),
+            Err(reason) => {
+                // The subject column is only read for a bad record; a valid event carries its own.
+                let key = row.get::<_, String>(3).ok();
+                Err(ReadError::bad_record(position, key, bytes, reason))
+            }
+        });
     }
+    Ok(page)
 }
