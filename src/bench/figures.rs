@@ -737,8 +737,9 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
                 )
                 .value(super::Stats::of(peaks))
                 .note(format!(
-                    "{customers} customers; a rebuild holds one batch (20 000 records) and \
-                         its customers' states in memory, not the book"
+                    "{customers} customers; a rebuild holds up to {} customers' folded \
+                     states in memory between writes, and one batch of 20 000 records",
+                    clientlog_projector::rebuild::DEFAULT_HOLD_CUSTOMERS
                 )),
             );
         }

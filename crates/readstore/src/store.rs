@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::error::{db, StoreError};
 use crate::model::*;
@@ -265,12 +265,16 @@ impl ReadStore {
                     // A batch's multi-row statements run to tens of thousands of parameters,
                     // and the last chunk of each batch has a length of its own: a deep cache of
                     // prepared statements would hold hundreds of megabytes of them.
-                    .statement_cache_capacity(16);
+                    .statement_cache_capacity(16)
+                    // sqlx warns of a statement over a second with its whole text: a batch's
+                    // statements run to 100 kB, and the projector logs its batches' timings.
+                    .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
                 Backend::Sqlite(open_sqlite(&options).await?)
             }
             StoreConfig::Postgres { url } => {
-                let options =
-                    PgConnectOptions::from_str(url).map_err(db("parsing the database URL"))?;
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(db("parsing the database URL"))?
+                    .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))

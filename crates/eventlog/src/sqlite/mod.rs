@@ -131,7 +131,9 @@ impl SqliteLog {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(config.busy_timeout)
             .foreign_keys(false)
-            .pragma("mmap_size", (u64::from(config.mmap_mib) << 20).to_string());
+            .pragma("mmap_size", (u64::from(config.mmap_mib) << 20).to_string())
+            // sqlx warns of a statement over a second with its whole text: 1 000-row inserts.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
 
         let mut writer = options
             .clone()
