@@ -630,18 +630,26 @@ pub fn projection(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
 /// read and decode of the same log; and the peak RSS of the rebuild process.
 pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
     Box::pin(async move {
-        let runs = b.sizes.runs;
+        let runs = b.sizes.rebuild_runs;
         let data = b.path("rebuild");
         std::fs::create_dir_all(&data)?;
-        let projected = projected(b).await?;
-        let n = projected.bytes.len();
         let log = SqliteLog::open_path(data.join("events.db")).await?;
-        for chunk in projected.bytes.chunks(5_000) {
-            let batch = chunk
-                .iter()
-                .map(|bytes| AppendEvent::from_bytes(bytes.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            log.append(&batch).await?;
+        // Month by month up to the month before AS_OF, so that the log is never all in memory.
+        let months = b.sizes.rebuild_months;
+        let first = 2026 * 12 - i64::from(months);
+        let mut generator = Generator::new(Config {
+            customers: b.sizes.rebuild_customers,
+            months,
+            seed: 7,
+            start: YearMonth::new(
+                first.div_euclid(12) as i32,
+                (first.rem_euclid(12) + 1) as u8,
+            )?,
+        })
+        .context("while setting up the rebuild's demo generator")?;
+        let mut n = 0;
+        while let Some(events) = generator.next_batch() {
+            n += append_all(&log, &events).await?.len();
         }
         let store = StoreConfig::Sqlite {
             path: data.join("readstore.db"),

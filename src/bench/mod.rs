@@ -73,6 +73,11 @@ pub struct Sizes {
     /// Demo customers and months of the projection's log.
     pub projection_customers: u32,
     pub projection_months: u32,
+    /// Demo customers and months of the rebuild's log (its own, ending before `AS_OF`), and
+    /// the runs of that figure.
+    pub rebuild_customers: u32,
+    pub rebuild_months: u32,
+    pub rebuild_runs: usize,
     /// Customers in the store the simulation reads.
     pub simulate_customers: u64,
     /// Demo customers and months served by the API.
@@ -96,6 +101,12 @@ impl Sizes {
             kafka_batches: 20,
             projection_customers: 4_000,
             projection_months: 24,
+            // About 5 M events: 20 000 customers over 17½ years. (Ten years of 38 000 would be
+            // as many events, but building the live version beside which the rebuild runs would
+            // take twice as long, past the full run's 20 minutes.)
+            rebuild_customers: 20_000,
+            rebuild_months: 210,
+            rebuild_runs: 3,
             simulate_customers: 1_000_000,
             http_customers: 100_000,
             http_months: 12,
@@ -115,6 +126,9 @@ impl Sizes {
             kafka_batches: 5,
             projection_customers: 500,
             projection_months: 12,
+            rebuild_customers: 500,
+            rebuild_months: 12,
+            rebuild_runs: 3,
             simulate_customers: 100_000,
             http_customers: 2_000,
             http_months: 6,
@@ -134,6 +148,9 @@ impl Sizes {
             kafka_batches: 1,
             projection_customers: 30,
             projection_months: 3,
+            rebuild_customers: 30,
+            rebuild_months: 3,
+            rebuild_runs: 3,
             simulate_customers: 500,
             http_customers: 50,
             http_months: 3,
