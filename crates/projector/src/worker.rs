@@ -125,7 +125,8 @@ pub struct Projector {
 /// `ReadStore::bound_wal`): four times the automatic checkpoint's 64 MiB.
 const WAL_LIMIT_BYTES: u64 = 256 << 20;
 
-/// Transitions a build holds in memory at most before it writes what it holds.
+/// Rows other than customers' (transitions, held events) a build holds in memory at most
+/// before it writes what it holds.
 const HELD_ROWS: usize = 500_000;
 
 /// What a build holds in memory between batches (`ProjectorConfig::hold_customers`).
@@ -596,6 +597,7 @@ impl Projector {
                 tx.write(version, write, now).await?;
                 let written_at = Instant::now();
                 tx.commit().await?;
+                let committed_at = Instant::now();
                 if let Err(err) = self.store.bound_wal(WAL_LIMIT_BYTES).await {
                     tracing::warn!(error = %err, "bounding the read store's WAL failed");
                 }
@@ -603,7 +605,8 @@ impl Projector {
                     load_ms = (loaded_at - started).as_millis() as u64,
                     fold_ms = (folded_at - loaded_at).as_millis() as u64,
                     write_ms = (written_at - folded_at).as_millis() as u64,
-                    commit_ms = written_at.elapsed().as_millis() as u64,
+                    commit_ms = (committed_at - written_at).as_millis() as u64,
+                    wal_ms = committed_at.elapsed().as_millis() as u64,
                     customers = write.customers.len(),
                     "batch phases"
                 );

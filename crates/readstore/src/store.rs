@@ -334,7 +334,8 @@ impl ReadStore {
     /// fully copied and no reader holds a snapshot in it. Two writers taking turns — a
     /// rebuild's batches and its progress writer, a rebuild beside the live projector — were
     /// seen to miss that chance on every batch, and the file grew by every batch's pages: 11 GiB
-    /// over 1.7 M events and 100 000 customers, until the disk was full. Past the limit this
+    /// over 1.7 M events and 100 000 customers; at a million customers, until the disk was
+    /// full. Past the limit this
     /// runs a TRUNCATE checkpoint: it waits for the current readers (at most a second: it holds
     /// the write lock meanwhile) and then empties the file. Returns whether it did.
     pub async fn bound_wal(&self, limit_bytes: u64) -> Result<bool, StoreError> {
