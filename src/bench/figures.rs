@@ -851,6 +851,8 @@ async fn inflate(base: &Path, path: &Path, want: u64) -> anyhow::Result<u64> {
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
+        // The copying statement takes seconds; sqlx would print its whole text as a warning.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
         .connect()
         .await?;
     let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
