@@ -185,12 +185,10 @@ impl Working {
         self.verdict = Some(verdict);
     }
 
-    /// Time has passed since the stored verdict: re-evaluate before anything else changes.
+    /// Time has passed since the last verdict (stored, or computed by an earlier batch a build
+    /// held): re-evaluate before anything else changes.
     fn catch_up_in_time(&mut self, eval: &Evaluation<'_>, out: &mut Vec<TransitionRow>) {
-        if self.verdict.is_none()
-            && self.marks.is_some()
-            && self.evaluated_at.map(day_of) != Some(day_of(eval.as_of))
-        {
+        if self.marks.is_some() && self.evaluated_at.map(day_of) != Some(day_of(eval.as_of)) {
             self.evaluate(eval, Cause::Reevaluation, out);
         }
     }
@@ -420,13 +418,15 @@ fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
             state: w.state.encode(),
         });
     }
+    // A build that held the customer over several batches evaluated it at an earlier as_of.
+    let evaluated_at = w.evaluated_at.unwrap_or(eval.as_of);
     let card = CustomerCard::new(w.id, &w.state, verdict);
     out.customers.push(customer_row(
         customer_id,
         &card,
         eval,
-        log_partition,
-        log_offset,
+        (log_partition, log_offset),
+        evaluated_at,
     ));
 }
 
@@ -434,8 +434,8 @@ fn customer_row(
     customer_id: String,
     card: &CustomerCard,
     eval: &Evaluation<'_>,
-    log_partition: i32,
-    log_offset: i64,
+    (log_partition, log_offset): (i32, i64),
+    evaluated_at: i64,
 ) -> CustomerRow {
     let v = &card.verdict;
     let factor = |i: usize| FactorValue {
@@ -474,7 +474,7 @@ fn customer_row(
         log_partition,
         log_offset,
         events: clamp(card.events),
-        evaluated_at: eval.as_of,
+        evaluated_at,
         grade_inputs: v.grade_inputs.encode(),
     }
 }

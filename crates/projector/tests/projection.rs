@@ -518,3 +518,46 @@ async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
     store.close().await;
     a.cleanup().await;
 }
+
+/// A build that holds a customer over batches folded at different times writes the time of
+/// the customer's own last verdict, not that of the batch that writes it.
+#[test]
+fn a_held_customer_keeps_the_time_of_its_last_verdict() {
+    use clientlog_projector::fold::{fold_into, Carry, Evaluation, Known};
+    use std::collections::HashMap;
+
+    let policies = Policies::defaults();
+    let lineage = clientlog_projector::lineage_of(&policies);
+    let at = |as_of| Evaluation {
+        policies: &policies,
+        lineage: &lineage,
+        as_of,
+    };
+    let known = || Known {
+        loaded: HashMap::new(),
+        blocked: HashMap::new(),
+        dead_letters: HashMap::new(),
+        audited: HashMap::new(),
+    };
+    let later = AS_OF + 2 * 86_400;
+    let x = stored(
+        1,
+        event_json("0190c6a8-0000-7000-8000-000000000001", "CUST-X", 1),
+    );
+    let y = stored(
+        2,
+        event_json("0190c6a8-0000-7000-8000-000000000002", "CUST-Y", 2),
+    );
+    let mut carry = Carry::default();
+    fold_into(&[x], known(), &at(AS_OF), true, &mut carry).expect("first batch");
+    fold_into(&[y], known(), &at(later), true, &mut carry).expect("second batch");
+    let written = carry.finish(&at(later));
+    let evaluated: HashMap<&str, i64> = written
+        .customers
+        .iter()
+        .map(|c| (c.customer_id.as_str(), c.evaluated_at))
+        .collect();
+    assert_eq!(evaluated["CUST-X"], AS_OF);
+    assert_eq!(evaluated["CUST-Y"], later);
+    assert_eq!(written.checkpoints.get(&0), Some(&2));
+}
