@@ -63,7 +63,8 @@ pub struct SqliteConfig {
     pub max_group_events: usize,
     /// How often an idle reader looks for events appended by other processes.
     pub poll_interval: Duration,
-    /// Read-only connections shared by readers.
+    /// Read-only connections shared by the log's queries other than read streams (which have
+    /// their own), such as the high-water mark.
     pub read_connections: u32,
     /// How long a connection waits for a lock held by another process.
     pub busy_timeout: Duration,
