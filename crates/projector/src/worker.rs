@@ -121,8 +121,8 @@ pub struct Projector {
     attached: Arc<RwLock<Arc<Attached>>>,
 }
 
-/// The size past which a batch's commit truncates the SQLite read store's WAL (see
-/// `ReadStore::bound_wal`): four times the automatic checkpoint's 64 MiB.
+/// The size past which a batch's commit restarts the SQLite read store's WAL (see
+/// `ReadStore::bound_wal`): four times the 64 MiB a restarted WAL is cut back to.
 const WAL_LIMIT_BYTES: u64 = 256 << 20;
 
 /// Rows other than customers' (transitions, held events) a build holds in memory at most

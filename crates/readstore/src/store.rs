@@ -116,6 +116,8 @@ pub struct ReadStore {
     backend: Backend,
     /// The SQLite file, which whole-table scans read with a connection of their own.
     sqlite_file: Option<PathBuf>,
+    /// SQLite: checkpoints the WAL after commits, beside the writer.
+    wal_checkpoints: Option<WalCheckpoints>,
 }
 
 enum TxBackend {
@@ -127,6 +129,7 @@ enum TxBackend {
 /// writes and checkpoint, or one dead-letter resolution, or one page of a re-evaluation.
 pub struct StoreTx {
     inner: TxBackend,
+    wal_checkpoints: Option<WalCheckpoints>,
 }
 
 /// Expands `$body` once per backend, with `$c` the backend's pool or transaction and `Db` its
@@ -258,9 +261,12 @@ impl ReadStore {
                     // Multi-row statements keep a statement journal to undo a half-done
                     // statement; in a temporary file its writes cost as much as the WAL's.
                     .pragma("temp_store", "memory")
-                    // Checkpoint the WAL every 64 MiB rather than 4: a page rewritten by several
-                    // batches is copied into the database once.
-                    .pragma("wal_autocheckpoint", "16384")
+                    // Commits do not checkpoint: a thread does, beside the writer (store/wal.rs).
+                    .pragma("wal_autocheckpoint", "0")
+                    // After the WAL starts again at its beginning, the file is cut to 64 MiB
+                    // (it would otherwise keep its largest size), so its size tells whether it
+                    // starts again (see `bound_wal`).
+                    .pragma("journal_size_limit", "67108864")
                     .pragma("mmap_size", "268435456")
                     // A batch's multi-row statements run to tens of thousands of parameters,
                     // and the last chunk of each batch has a length of its own: a deep cache of
@@ -285,9 +291,19 @@ impl ReadStore {
                 Backend::Postgres(pool)
             }
         };
+        let wal_checkpoints = match &sqlite_file {
+            Some(path) => Some(
+                WalCheckpoints::start(path).map_err(|source| StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             backend,
             sqlite_file,
+            wal_checkpoints,
         })
     }
 
@@ -324,20 +340,24 @@ impl ReadStore {
                 TxBackend::Postgres(tx)
             }
         };
-        Ok(StoreTx { inner })
+        Ok(StoreTx {
+            inner,
+            wal_checkpoints: self.wal_checkpoints.clone(),
+        })
     }
 
     /// Keeps SQLite's write-ahead log under `limit_bytes`; on PostgreSQL, does nothing.
     ///
-    /// SQLite's automatic checkpoints copy the WAL into the database but never shorten it: a
+    /// Checkpoints (see store/wal.rs) copy the WAL into the database but never shorten it: a
     /// writer starts again at its beginning only if, when it begins a transaction, the WAL is
-    /// fully copied and no reader holds a snapshot in it. Two writers taking turns — a
-    /// rebuild's batches and its progress writer, a rebuild beside the live projector — were
-    /// seen to miss that chance on every batch, and the file grew by every batch's pages: 11 GiB
-    /// over 1.7 M events and 100 000 customers; at a million customers, until the disk was
-    /// full. Past the limit this
-    /// runs a TRUNCATE checkpoint: it waits for the current readers (at most a second: it holds
-    /// the write lock meanwhile) and then empties the file. Returns whether it did.
+    /// fully copied and no reader holds a snapshot in it. A writer that begins its next batch
+    /// while the checkpoint thread still copies the last one, or two writers taking turns (a
+    /// rebuild's batches and its progress writer), miss that chance on every batch, and the
+    /// file grows by every batch's pages: 11 GiB over 1.7 M events and 100 000 customers; at a
+    /// million customers, until the disk was full. Past the limit this runs a RESTART
+    /// checkpoint: it waits for the current readers (at most a second: it holds the write lock
+    /// meanwhile) and copies what is left, so the next commit writes the WAL from its
+    /// beginning and cuts the file to 64 MiB (`journal_size_limit`). Returns whether it did.
     pub async fn bound_wal(&self, limit_bytes: u64) -> Result<bool, StoreError> {
         let (Backend::Sqlite(pool), Some(file)) = (&self.backend, &self.sqlite_file) else {
             return Ok(false);
@@ -357,6 +377,11 @@ impl ReadStore {
         if size <= limit_bytes {
             return Ok(false);
         }
+        // The checkpoint thread's PASSIVE checkpoint would make this one fail at once.
+        let _no_checkpoint_running = match &self.wal_checkpoints {
+            Some(checkpoints) => Some(checkpoints.running.lock().await),
+            None => None,
+        };
         let mut conn = pool
             .acquire()
             .await
@@ -365,7 +390,7 @@ impl ReadStore {
             .execute(&mut *conn)
             .await
             .map_err(db("checkpointing the WAL"))?;
-        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
             .fetch_one(&mut *conn)
             .await
             .and_then(|r| r.try_get::<i64, _>(0));
@@ -380,7 +405,7 @@ impl ReadStore {
         if busy != 0 {
             tracing::warn!(
                 wal_bytes = size,
-                "the read store's WAL could not be truncated: a reader held it for over a second"
+                "the read store's WAL could not be started again: a reader held it for over a second"
             );
         }
         Ok(busy == 0)
@@ -685,6 +710,64 @@ const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region,
      grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
      evaluated_at, grade_inputs FROM customers";
 
+/// The customers columns the list indexes cover (0001, 0003 and 0004). A write assigns only
+/// those whose value changed: SQLite rewrites every index whose columns an UPDATE assigns, even
+/// to the value they hold, and most changes leave most keys alone (a purchase moves a customer's
+/// score and last activity, not its owner, segment, region or stage). Eleven indexes rewritten
+/// per customer were half of a batch's writes, and of its pages written to the WAL.
+const INDEXED_COLUMNS: [&str; 10] = [
+    "owner",
+    "segment",
+    "region",
+    "grade",
+    "score",
+    "grade_inputs",
+    "stage",
+    "last_activity_on",
+    "risk_band",
+    "risk",
+];
+/// Every bit of [`INDEXED_COLUMNS`]: a new row, or one whose stored values are unknown.
+const ALL_INDEXED: u16 = (1 << INDEXED_COLUMNS.len()) - 1;
+
+/// A stored customers row's values of [`INDEXED_COLUMNS`].
+struct IndexedValues {
+    owner: Option<String>,
+    segment: Option<String>,
+    region: Option<String>,
+    grade: String,
+    score: f64,
+    grade_inputs: Option<Vec<u8>>,
+    stage: String,
+    last_activity_on: Option<String>,
+    risk_band: String,
+    risk: f64,
+}
+
+impl IndexedValues {
+    /// Bit `i` is set when `row`'s value of `INDEXED_COLUMNS[i]` differs from the stored one.
+    fn changed(&self, row: &CustomerRow) -> u16 {
+        [
+            self.owner != row.owner,
+            self.segment != row.segment,
+            self.region != row.region,
+            self.grade != row.grade,
+            self.score != row.score,
+            self.grade_inputs.as_deref() != Some(row.grade_inputs.as_slice()),
+            self.stage != row.stage,
+            self.last_activity_on != row.last_activity_on,
+            self.risk_band != row.risk_band,
+            self.risk != row.risk,
+        ]
+        .iter()
+        .enumerate()
+        .fold(
+            0,
+            |mask, (i, &differs)| if differs { mask | 1 << i } else { mask },
+        )
+    }
+}
+
 fn customer_of<R: Row>(r: &R) -> Result<CustomerRow, StoreError>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -843,7 +926,11 @@ where
 
 impl StoreTx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        per_backend!(self.inner, TxBackend, tx => tx.commit().await.map_err(db("committing")))
+        per_backend!(self.inner, TxBackend, tx => tx.commit().await.map_err(db("committing")))?;
+        if let Some(checkpoints) = &self.wal_checkpoints {
+            checkpoints.committed();
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
@@ -1256,52 +1343,101 @@ impl StoreTx {
         now: i64,
     ) -> Result<(), StoreError> {
         per_backend!(&mut self.inner, TxBackend, c => {
-            for chunk in batch.customers.chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1)) {
-                let mut q = QueryBuilder::<Db>::new("INSERT INTO customers (version, ");
-                q.push(CUSTOMER_COLUMNS).push(") ");
-                q.push_values(chunk, |mut b, row| {
-                    b.push_bind(version)
-                        .push_bind(row.customer_id.as_str())
-                        .push_bind(row.name.as_deref())
-                        .push_bind(row.owner.as_deref())
-                        .push_bind(row.segment.as_deref())
-                        .push_bind(row.region.as_deref())
-                        .push_bind(row.channel.as_deref())
-                        .push_bind(row.grade.as_str())
-                        .push_bind(row.score)
-                        .push_bind(row.stage.as_str())
-                        .push_bind(row.stage_since.as_str())
-                        .push_bind(row.stage_rule.as_str())
-                        .push_bind(row.risk)
-                        .push_bind(row.risk_band.as_str())
-                        .push_bind(row.open_complaints)
-                        .push_bind(row.active_contracts)
-                        .push_bind(row.last_purchase_on.as_deref())
-                        .push_bind(row.last_interaction_on.as_deref())
-                        .push_bind(row.last_activity_on.as_deref())
-                        .push_bind(row.currency.as_deref())
-                        .push_bind(row.sales_3m_minor)
-                        .push_bind(row.sales_12m_minor);
-                    for factor in &row.factors {
-                        b.push_bind(factor.raw).push_bind(factor.score);
-                    }
-                    b.push_bind(row.card.as_str())
-                        .push_bind(row.code_version)
-                        .push_bind(row.grading_version.as_str())
-                        .push_bind(row.lifecycle_version.as_str())
-                        .push_bind(row.churn_version.as_str())
-                        .push_bind(i64::from(row.log_partition))
-                        .push_bind(row.log_offset)
-                        .push_bind(row.events)
-                        .push_bind(row.evaluated_at)
-                        .push_bind(row.grade_inputs.as_slice());
-                });
-                q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET ");
-                let mut set = q.separated(", ");
-                for column in CUSTOMER_COLUMNS.split(',').map(str::trim).skip(1) {
-                    set.push(format_args!("{column} = excluded.{column}"));
+            // Rows grouped by which indexed columns they change, each group written with a
+            // statement that assigns only those (see INDEXED_COLUMNS).
+            let mut stored: HashMap<String, IndexedValues> = HashMap::new();
+            for chunk in batch.customers.chunks(LOOKUP_CHUNK) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT customer_id, owner, segment, region, grade, score, grade_inputs, \
+                     stage, last_activity_on, risk_band, risk FROM customers WHERE version = ",
+                );
+                q.push_bind(version).push(" AND customer_id IN (");
+                let mut list = q.separated(", ");
+                for row in chunk {
+                    list.push_bind(row.customer_id.as_str());
                 }
-                q.build().execute(&mut **c).await.map_err(db("writing customers"))?;
+                q.push(")");
+                let found = q.build().fetch_all(&mut **c).await.map_err(db("reading list keys"))?;
+                for r in found {
+                    let e = || db("reading a customer's list keys");
+                    stored.insert(
+                        r.try_get(0).map_err(e())?,
+                        IndexedValues {
+                            owner: r.try_get(1).map_err(e())?,
+                            segment: r.try_get(2).map_err(e())?,
+                            region: r.try_get(3).map_err(e())?,
+                            grade: r.try_get(4).map_err(e())?,
+                            score: r.try_get(5).map_err(e())?,
+                            grade_inputs: r.try_get(6).map_err(e())?,
+                            stage: r.try_get(7).map_err(e())?,
+                            last_activity_on: r.try_get(8).map_err(e())?,
+                            risk_band: r.try_get(9).map_err(e())?,
+                            risk: r.try_get(10).map_err(e())?,
+                        },
+                    );
+                }
+            }
+            let mut by_change: BTreeMap<u16, Vec<&CustomerRow>> = BTreeMap::new();
+            for row in &batch.customers {
+                let changed = stored
+                    .get(row.customer_id.as_str())
+                    .map_or(ALL_INDEXED, |values| values.changed(row));
+                by_change.entry(changed).or_default().push(row);
+            }
+            for (changed, rows) in by_change {
+                for chunk in rows.chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1)) {
+                    let mut q = QueryBuilder::<Db>::new("INSERT INTO customers (version, ");
+                    q.push(CUSTOMER_COLUMNS).push(") ");
+                    q.push_values(chunk, |mut b, row| {
+                        b.push_bind(version)
+                            .push_bind(row.customer_id.as_str())
+                            .push_bind(row.name.as_deref())
+                            .push_bind(row.owner.as_deref())
+                            .push_bind(row.segment.as_deref())
+                            .push_bind(row.region.as_deref())
+                            .push_bind(row.channel.as_deref())
+                            .push_bind(row.grade.as_str())
+                            .push_bind(row.score)
+                            .push_bind(row.stage.as_str())
+                            .push_bind(row.stage_since.as_str())
+                            .push_bind(row.stage_rule.as_str())
+                            .push_bind(row.risk)
+                            .push_bind(row.risk_band.as_str())
+                            .push_bind(row.open_complaints)
+                            .push_bind(row.active_contracts)
+                            .push_bind(row.last_purchase_on.as_deref())
+                            .push_bind(row.last_interaction_on.as_deref())
+                            .push_bind(row.last_activity_on.as_deref())
+                            .push_bind(row.currency.as_deref())
+                            .push_bind(row.sales_3m_minor)
+                            .push_bind(row.sales_12m_minor);
+                        for factor in &row.factors {
+                            b.push_bind(factor.raw).push_bind(factor.score);
+                        }
+                        b.push_bind(row.card.as_str())
+                            .push_bind(row.code_version)
+                            .push_bind(row.grading_version.as_str())
+                            .push_bind(row.lifecycle_version.as_str())
+                            .push_bind(row.churn_version.as_str())
+                            .push_bind(i64::from(row.log_partition))
+                            .push_bind(row.log_offset)
+                            .push_bind(row.events)
+                            .push_bind(row.evaluated_at)
+                            .push_bind(row.grade_inputs.as_slice());
+                    });
+                    q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET ");
+                    let mut set = q.separated(", ");
+                    for column in CUSTOMER_COLUMNS.split(',').map(str::trim).skip(1) {
+                        let unchanged_index_key = INDEXED_COLUMNS
+                            .iter()
+                            .position(|c| *c == column)
+                            .is_some_and(|i| changed & (1 << i) == 0);
+                        if !unchanged_index_key {
+                            set.push(format_args!("{column} = excluded.{column}"));
+                        }
+                    }
+                    q.build().execute(&mut **c).await.map_err(db("writing customers"))?;
+                }
             }
 
             // The change feed: every customer written here moves to the end of its version's
@@ -1459,5 +1595,7 @@ impl StoreTx {
 }
 mod audit;
 mod versions;
+mod wal;
 pub use audit::{GradePages, GradeRow};
 pub use versions::PromoteError;
+use wal::WalCheckpoints;
