@@ -714,7 +714,9 @@ const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region,
 /// those whose value changed: SQLite rewrites every index whose columns an UPDATE assigns, even
 /// to the value they hold, and most changes leave most keys alone (a purchase moves a customer's
 /// score and last activity, not its owner, segment, region or stage). Eleven indexes rewritten
-/// per customer were half of a batch's writes, and of its pages written to the WAL.
+/// per customer were half of a batch's writes, and of its pages written to the WAL. PostgreSQL
+/// compares the values itself (an update that changes no indexed value touches no index, and
+/// one that changes any rewrites them all), so there the stored values are not read.
 const INDEXED_COLUMNS: [&str; 10] = [
     "owner",
     "segment",
@@ -1342,11 +1344,13 @@ impl StoreTx {
         batch: &BatchWrite,
         now: i64,
     ) -> Result<(), StoreError> {
+        let sqlite = matches!(self.inner, TxBackend::Sqlite(_));
         per_backend!(&mut self.inner, TxBackend, c => {
             // Rows grouped by which indexed columns they change, each group written with a
             // statement that assigns only those (see INDEXED_COLUMNS).
             let mut stored: HashMap<String, IndexedValues> = HashMap::new();
-            for chunk in batch.customers.chunks(LOOKUP_CHUNK) {
+            let lookups = if sqlite { batch.customers.as_slice() } else { &[] };
+            for chunk in lookups.chunks(LOOKUP_CHUNK) {
                 let mut q = QueryBuilder::<Db>::new(
                     "SELECT customer_id, owner, segment, region, grade, score, grade_inputs, \
                      stage, last_activity_on, risk_band, risk FROM customers WHERE version = ",
