@@ -2,11 +2,11 @@
 //!
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold: the
 //! projector's batch then waits while the WAL is copied and the database file synced, which
-//! took 40 % of a batch's time when small batches of random customers were written (250
-//! customers, 100 000 in the book). The store's connections turn it off; after each commit a
+//! took about a third of a batch's time when small batches of random customers were written
+//! (250 customers, 100 000 in the book). The store's connections turn it off; after each commit a
 //! thread with a connection of its own runs a PASSIVE checkpoint (it takes no lock a reader or
 //! the writer needs), so the next batch is loaded, folded and written meanwhile.
-//! `ReadStore::bound_wal` still truncates the file from the writer if it grows past its bound.
+//! `ReadStore::bound_wal` still restarts the WAL from the writer once it grows past its bound.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
