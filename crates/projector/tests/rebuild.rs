@@ -88,6 +88,7 @@ async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) 
 both_backends!(
     rebuild_beside_live_while_appends_continue,
     a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes,
+    a_held_build_whose_checkpoint_another_writer_moved_writes_nothing,
     two_projectors_of_one_version_apply_each_event_once,
     replay_uses_the_policies_live_then,
 );
@@ -282,6 +283,156 @@ async fn a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_
     assert_eq!(built.checkpoints, expected.checkpoints);
     assert_eq!(built.dead_letters, expected.dead_letters);
     assert_eq!(built.held, expected.held);
+
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
+}
+
+/// The embedded log, whose read streams pause after `first` records until `resume` is true.
+struct PausingLog {
+    log: SqliteLog,
+    first: usize,
+    resume: tokio::sync::watch::Receiver<bool>,
+}
+
+impl EventLog for PausingLog {
+    async fn append(
+        &self,
+        batch: &[AppendEvent],
+    ) -> Result<Vec<clientlog_eventlog::AppendOutcome>, clientlog_eventlog::LogError> {
+        self.log.append(batch).await
+    }
+
+    async fn read(
+        &self,
+        from: &clientlog_eventlog::StartOffsets,
+    ) -> Result<clientlog_eventlog::EventStream, clientlog_eventlog::LogError> {
+        use futures::StreamExt;
+        let first = self.first;
+        let resume = self.resume.clone();
+        let stream = self.log.read(from).await?;
+        Ok(stream
+            .enumerate()
+            .then(move |(i, record)| {
+                let mut resume = resume.clone();
+                async move {
+                    if i == first {
+                        let _ = resume.wait_for(|go| *go).await;
+                    }
+                    record
+                }
+            })
+            .boxed())
+    }
+
+    async fn high_water_marks(
+        &self,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, clientlog_eventlog::LogError> {
+        self.log.high_water_marks().await
+    }
+
+    fn dedupes_on_append(&self) -> bool {
+        self.log.dedupes_on_append()
+    }
+}
+
+/// A build holds customers in memory between writes, so its rows and checkpoint are written
+/// together later. If another writer moves the version's checkpoint meanwhile, what the build
+/// holds no longer follows on from what is stored: it fails and writes nothing, and the
+/// version keeps what the other writer wrote.
+async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
+    test: &str,
+    backend: Backend,
+) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    for batch in demo_batches(30, 6, 9) {
+        log.append(&batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+    // The live version writes the audit copy, so the build's batches add none and are held.
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    live.run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("live run");
+
+    let candidate = Projector::candidate(store.clone(), Policies::defaults())
+        .await
+        .expect("candidate");
+    let (resume, paused) = tokio::sync::watch::channel(false);
+    let pausing = PausingLog {
+        log: SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log again"),
+        first: 50,
+        resume: paused,
+    };
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let held = ProjectorConfig {
+        batch_size: 25,
+        batch_wait: Duration::ZERO,
+        hold_customers: 1_000,
+        progress: Some(progress.clone()),
+        ..config(true)
+    };
+    let build = {
+        let candidate = candidate.clone();
+        tokio::spawn(async move {
+            let result = candidate
+                .run(&pausing, &held, CancellationToken::new())
+                .await;
+            pausing.log.close().await;
+            result
+        })
+    };
+    let started = Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build folded nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        store
+            .checkpoints(candidate.version())
+            .await
+            .expect("checkpoints")
+            .is_empty(),
+        "the build holds its first batches in memory"
+    );
+
+    // Another projector of the same version writes every batch, to the end of the log.
+    candidate
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("batch-by-batch run");
+    let written = store.snapshot(candidate.version()).await.expect("written");
+    assert_eq!(written.customers.len(), 30);
+
+    resume.send(true).expect("resume");
+    let err = build
+        .await
+        .expect("build task")
+        .expect_err("the held build must fail");
+    assert!(
+        matches!(err, clientlog_projector::ProjectorError::HeldBuildConflict { version }
+            if version == candidate.version()),
+        "{err}"
+    );
+    let after = store.snapshot(candidate.version()).await.expect("after");
+    assert_eq!(
+        after.customers, written.customers,
+        "the held build wrote nothing"
+    );
+    assert_eq!(after.checkpoints, written.checkpoints);
 
     log.close().await;
     store.close().await;
