@@ -69,6 +69,17 @@ fn demo_batches(customers: u32, months: u32, seed: u64) -> Vec<Vec<AppendEvent>>
     batches
 }
 
+/// The embedded log in `store`'s directory, holding [`demo_batches`] of these sizes.
+async fn demo_log(store: &TestStore, customers: u32, months: u32, seed: u64) -> SqliteLog {
+    let log = SqliteLog::open_path(store.dir().join("events.db"))
+        .await
+        .expect("open log");
+    for batch in demo_batches(customers, months, seed) {
+        log.append(&batch).await.expect("append");
+    }
+    log
+}
+
 async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) {
     let last = log.high_water_marks().await.expect("hwm")[&0] - 1;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -348,12 +359,7 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
     let Some(a) = TestStore::new(test, backend).await else {
         return;
     };
-    let log = SqliteLog::open_path(a.dir().join("events.db"))
-        .await
-        .expect("open log");
-    for batch in demo_batches(30, 6, 9) {
-        log.append(&batch).await.expect("append");
-    }
+    let log = demo_log(&a, 30, 6, 9).await;
     let store = a.open().await.expect("store");
     // The live version writes the audit copy, so the build's batches add none and are held.
     let live = Projector::new(store.clone(), Policies::defaults())
@@ -448,12 +454,7 @@ async fn two_projectors_of_one_version_apply_each_event_once(test: &str, backend
     let Some(b) = TestStore::new(test, backend).await else {
         return;
     };
-    let log = SqliteLog::open_path(a.dir().join("events.db"))
-        .await
-        .expect("open log");
-    for batch in demo_batches(120, 12, 9) {
-        log.append(&batch).await.expect("append");
-    }
+    let log = demo_log(&a, 120, 12, 9).await;
     let store = a.open().await.expect("store");
     let one = Projector::new(store.clone(), Policies::defaults())
         .await

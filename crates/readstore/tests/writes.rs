@@ -58,6 +58,21 @@ fn row(id: &str) -> CustomerRow {
     }
 }
 
+/// A new embedded store at `path` and its live version.
+async fn store_with_live_version(path: &Path) -> (ReadStore, i64) {
+    let store = ReadStore::open(&StoreConfig::Sqlite {
+        path: path.to_path_buf(),
+    })
+    .await
+    .expect("open");
+    let version = store
+        .ensure_live_version(&lineage(), &[])
+        .await
+        .expect("version")
+        .version;
+    (store, version)
+}
+
 async fn write(store: &ReadStore, version: i64, rows: &[CustomerRow]) {
     let mut tx = store.begin().await.expect("begin");
     let batch = BatchWrite {
@@ -87,14 +102,7 @@ fn ids_where(path: &Path, version: i64, filter: &str) -> Vec<String> {
 async fn rewrites_that_change_some_indexed_columns_read_back_as_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("readstore.db");
-    let store = ReadStore::open(&StoreConfig::Sqlite { path: path.clone() })
-        .await
-        .expect("open");
-    let version = store
-        .ensure_live_version(&lineage(), &[])
-        .await
-        .expect("version")
-        .version;
+    let (store, version) = store_with_live_version(&path).await;
 
     let mut rows: Vec<CustomerRow> = ["A", "B", "C"].into_iter().map(row).collect();
     write(&store, version, &rows).await;
@@ -171,14 +179,7 @@ async fn rewrites_that_change_some_indexed_columns_read_back_as_written() {
 async fn commits_are_copied_into_the_database_file_beside_the_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("readstore.db");
-    let store = ReadStore::open(&StoreConfig::Sqlite { path: path.clone() })
-        .await
-        .expect("open");
-    let version = store
-        .ensure_live_version(&lineage(), &[])
-        .await
-        .expect("version")
-        .version;
+    let (store, version) = store_with_live_version(&path).await;
     // Held open throughout: a database whose last connection closes is checkpointed then,
     // which would hide whether anything checkpointed before.
     let _reader = rusqlite::Connection::open(&path).expect("reader");
