@@ -9,9 +9,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    /// A scan on the SQLite file's own read connection failed.
+    /// A statement run through rusqlite failed: a scan on the SQLite file's own read
+    /// connection, or a batch's write.
     #[error("read store database error while {context}")]
-    Scan {
+    Sqlite {
         context: &'static str,
         #[source]
         source: rusqlite::Error,
@@ -36,6 +37,6 @@ pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreErro
     move |source| StoreError::Database { context, source }
 }
 
-pub(crate) fn scan(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Scan { context, source }
+pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { context, source }
 }

@@ -692,23 +692,23 @@ impl ReadStore {
     }
 }
 
-const CUSTOMER_COLUMNS: &str = "customer_id, name, owner, segment, region, channel, grade, \
-     score, stage, stage_since, stage_rule, risk, risk_band, open_complaints, active_contracts, \
-     last_purchase_on, last_interaction_on, last_activity_on, currency, sales_3m_minor, \
-     sales_12m_minor, monthly_sales_raw, monthly_sales_score, sales_growth_raw, \
-     sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
-     loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
-     grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
-     evaluated_at, grade_inputs";
+/// The columns of a customers row after `version`, in [`CustomerRow`] order (a macro, so that
+/// the statements below can be built from it with `concat!`).
+macro_rules! customer_columns {
+    () => {
+        "customer_id, name, owner, segment, region, channel, grade, score, stage, stage_since, \
+         stage_rule, risk, risk_band, open_complaints, active_contracts, last_purchase_on, \
+         last_interaction_on, last_activity_on, currency, sales_3m_minor, sales_12m_minor, \
+         monthly_sales_raw, monthly_sales_score, sales_growth_raw, sales_growth_score, \
+         channel_coverage_raw, channel_coverage_score, loyalty_raw, loyalty_score, \
+         development_prospects_raw, development_prospects_score, card, code_version, \
+         grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
+         evaluated_at, grade_inputs"
+    };
+}
+const CUSTOMER_COLUMNS: &str = customer_columns!();
 const CUSTOMER_COLUMN_COUNT: usize = 41;
-const CUSTOMER_SELECT: &str = "SELECT customer_id, name, owner, segment, region, channel, \
-     grade, score, stage, stage_since, stage_rule, risk, risk_band, open_complaints, \
-     active_contracts, last_purchase_on, last_interaction_on, last_activity_on, currency, \
-     sales_3m_minor, sales_12m_minor, monthly_sales_raw, monthly_sales_score, sales_growth_raw, \
-     sales_growth_score, channel_coverage_raw, channel_coverage_score, loyalty_raw, \
-     loyalty_score, development_prospects_raw, development_prospects_score, card, code_version, \
-     grading_version, lifecycle_version, churn_version, log_partition, log_offset, events, \
-     evaluated_at, grade_inputs FROM customers";
+const CUSTOMER_SELECT: &str = concat!("SELECT ", customer_columns!(), " FROM customers");
 
 /// The customers columns the list indexes cover (0001, 0003 and 0004). A write assigns only
 /// those whose value changed: SQLite rewrites every index whose columns an UPDATE assigns, even
@@ -1344,260 +1344,290 @@ impl StoreTx {
         batch: &BatchWrite,
         now: i64,
     ) -> Result<(), StoreError> {
-        let sqlite = matches!(self.inner, TxBackend::Sqlite(_));
-        per_backend!(&mut self.inner, TxBackend, c => {
-            // Rows grouped by which indexed columns they change, each group written with a
-            // statement that assigns only those (see INDEXED_COLUMNS).
-            let mut stored: HashMap<String, IndexedValues> = HashMap::new();
-            let lookups = if sqlite { batch.customers.as_slice() } else { &[] };
-            for chunk in lookups.chunks(LOOKUP_CHUNK) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT customer_id, owner, segment, region, grade, score, grade_inputs, \
-                     stage, last_activity_on, risk_band, risk FROM customers WHERE version = ",
-                );
-                q.push_bind(version).push(" AND customer_id IN (");
-                let mut list = q.separated(", ");
-                for row in chunk {
-                    list.push_bind(row.customer_id.as_str());
-                }
-                q.push(")");
-                let found = q.build().fetch_all(&mut **c).await.map_err(db("reading list keys"))?;
-                for r in found {
-                    let e = || db("reading a customer's list keys");
-                    stored.insert(
-                        r.try_get(0).map_err(e())?,
-                        IndexedValues {
-                            owner: r.try_get(1).map_err(e())?,
-                            segment: r.try_get(2).map_err(e())?,
-                            region: r.try_get(3).map_err(e())?,
-                            grade: r.try_get(4).map_err(e())?,
-                            score: r.try_get(5).map_err(e())?,
-                            grade_inputs: r.try_get(6).map_err(e())?,
-                            stage: r.try_get(7).map_err(e())?,
-                            last_activity_on: r.try_get(8).map_err(e())?,
-                            risk_band: r.try_get(9).map_err(e())?,
-                            risk: r.try_get(10).map_err(e())?,
-                        },
-                    );
-                }
-            }
-            let mut by_change: BTreeMap<u16, Vec<&CustomerRow>> = BTreeMap::new();
-            for row in &batch.customers {
-                let changed = stored
-                    .get(row.customer_id.as_str())
-                    .map_or(ALL_INDEXED, |values| values.changed(row));
-                by_change.entry(changed).or_default().push(row);
-            }
-            for (changed, rows) in by_change {
-                for chunk in rows.chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1)) {
-                    let mut q = QueryBuilder::<Db>::new("INSERT INTO customers (version, ");
-                    q.push(CUSTOMER_COLUMNS).push(") ");
-                    q.push_values(chunk, |mut b, row| {
-                        b.push_bind(version)
-                            .push_bind(row.customer_id.as_str())
-                            .push_bind(row.name.as_deref())
-                            .push_bind(row.owner.as_deref())
-                            .push_bind(row.segment.as_deref())
-                            .push_bind(row.region.as_deref())
-                            .push_bind(row.channel.as_deref())
-                            .push_bind(row.grade.as_str())
-                            .push_bind(row.score)
-                            .push_bind(row.stage.as_str())
-                            .push_bind(row.stage_since.as_str())
-                            .push_bind(row.stage_rule.as_str())
-                            .push_bind(row.risk)
-                            .push_bind(row.risk_band.as_str())
-                            .push_bind(row.open_complaints)
-                            .push_bind(row.active_contracts)
-                            .push_bind(row.last_purchase_on.as_deref())
-                            .push_bind(row.last_interaction_on.as_deref())
-                            .push_bind(row.last_activity_on.as_deref())
-                            .push_bind(row.currency.as_deref())
-                            .push_bind(row.sales_3m_minor)
-                            .push_bind(row.sales_12m_minor);
-                        for factor in &row.factors {
-                            b.push_bind(factor.raw).push_bind(factor.score);
-                        }
-                        b.push_bind(row.card.as_str())
-                            .push_bind(row.code_version)
-                            .push_bind(row.grading_version.as_str())
-                            .push_bind(row.lifecycle_version.as_str())
-                            .push_bind(row.churn_version.as_str())
-                            .push_bind(i64::from(row.log_partition))
-                            .push_bind(row.log_offset)
-                            .push_bind(row.events)
-                            .push_bind(row.evaluated_at)
-                            .push_bind(row.grade_inputs.as_slice());
-                    });
-                    q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET ");
-                    let mut set = q.separated(", ");
-                    for column in CUSTOMER_COLUMNS.split(',').map(str::trim).skip(1) {
-                        let unchanged_index_key = INDEXED_COLUMNS
-                            .iter()
-                            .position(|c| *c == column)
-                            .is_some_and(|i| changed & (1 << i) == 0);
-                        if !unchanged_index_key {
-                            set.push(format_args!("{column} = excluded.{column}"));
-                        }
-                    }
-                    q.build().execute(&mut **c).await.map_err(db("writing customers"))?;
-                }
-            }
-
-            // The change feed: every customer written here moves to the end of its version's
-            // feed. The version's write lock is held, so no other writer takes these seqs.
-            if !batch.customers.is_empty() {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT MAX(seq) FROM customer_changes WHERE version = ",
-                );
-                q.push_bind(version);
-                let last: Option<i64> = q
-                    .build()
-                    .fetch_one(&mut **c)
+        match &mut self.inner {
+            TxBackend::Sqlite(c) => {
+                let mut locked = c
+                    .lock_handle()
                     .await
-                    .and_then(|r| r.try_get(0))
-                    .map_err(db("reading the change feed's end"))?;
-                let first = last.unwrap_or(0) + 1;
-                for (n, chunk) in batch.customers.chunks(MAX_PARAMS / 3).enumerate() {
-                    let base = first + (n * (MAX_PARAMS / 3)) as i64;
-                    let mut q = QueryBuilder::<Db>::new(
-                        "INSERT INTO customer_changes (version, customer_id, seq) ",
-                    );
-                    q.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
-                        b.push_bind(version)
-                            .push_bind(row.customer_id.as_str())
-                            .push_bind(base + i as i64);
-                    });
-                    q.push(" ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq");
-                    q.build().execute(&mut **c).await.map_err(db("writing the change feed"))?;
-                }
+                    .map_err(db("taking the connection for a batch's write"))?;
+                let handle = locked.as_raw_handle();
+                blocking(|| sqlite_write::write(handle, version, batch, now))
             }
-
-            for chunk in batch.states.chunks(MAX_PARAMS / 4) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO customer_state (version, customer_id, format, state) ",
-                );
-                q.push_values(chunk, |mut b, row| {
-                    b.push_bind(version)
-                        .push_bind(row.customer_id.as_str())
-                        .push_bind(row.format)
-                        .push_bind(row.state.as_slice());
-                });
-                q.push(
-                    " ON CONFLICT (version, customer_id) DO UPDATE SET \
-                     format = excluded.format, state = excluded.state",
-                );
-                q.build().execute(&mut **c).await.map_err(db("writing states"))?;
-            }
-
-            for chunk in batch.events.chunks(MAX_PARAMS / 10) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
-                     log_offset, event_type, occurred_at, recorded_at, bytes, hash) ",
-                );
-                q.push_values(chunk, |mut b, row| {
-                    b.push_bind(row.customer_id.as_str())
-                        .push_bind(row.seq)
-                        .push_bind(row.event_id.as_slice())
-                        .push_bind(i64::from(row.log_partition))
-                        .push_bind(row.log_offset)
-                        .push_bind(row.event_type.as_str())
-                        .push_bind(row.occurred_at)
-                        .push_bind(row.recorded_at)
-                        .push_bind(row.bytes.as_slice())
-                        .push_bind(row.hash.as_slice());
-                });
-                q.build().execute(&mut **c).await.map_err(db("writing the audit copy"))?;
-            }
-
-            for chunk in batch.heads.chunks(MAX_PARAMS / 3) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO audit_heads (customer_id, seq, hash) ",
-                );
-                q.push_values(chunk, |mut b, (customer, head)| {
-                    b.push_bind(customer.as_str())
-                        .push_bind(head.seq)
-                        .push_bind(head.hash.as_slice());
-                });
-                q.push(
-                    " ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, \
-                     hash = excluded.hash",
-                );
-                q.build().execute(&mut **c).await.map_err(db("writing chain heads"))?;
-            }
-
-            for chunk in batch.transitions.chunks(MAX_PARAMS / 10) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO transitions (version, customer_id, dimension, from_value, \
-                     to_value, cause, cause_event_id, log_partition, log_offset, at) ",
-                );
-                q.push_values(chunk, |mut b, row| {
-                    let (cause, id, partition, offset) = match &row.cause {
-                        Cause::Event { event_id, log_partition, log_offset } => (
-                            "event",
-                            Some(event_id.as_slice()),
-                            Some(i64::from(*log_partition)),
-                            Some(*log_offset),
-                        ),
-                        Cause::Reevaluation => ("reevaluation", None, None, None),
-                    };
-                    b.push_bind(version)
-                        .push_bind(row.customer_id.as_str())
-                        .push_bind(row.dimension)
-                        .push_bind(row.from_value.as_deref())
-                        .push_bind(row.to_value.as_str())
-                        .push_bind(cause)
-                        .push_bind(id)
-                        .push_bind(partition)
-                        .push_bind(offset)
-                        .push_bind(row.at);
-                });
-                q.build().execute(&mut **c).await.map_err(db("writing transitions"))?;
-            }
-
-            for chunk in batch.held.chunks(MAX_PARAMS / 7) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO held_events (version, log_partition, log_offset, customer_id, \
-                     dead_letter_id, recorded_at, bytes) ",
-                );
-                q.push_values(chunk, |mut b, row| {
-                    b.push_bind(version)
-                        .push_bind(i64::from(row.log_partition))
-                        .push_bind(row.log_offset)
-                        .push_bind(row.customer_id.as_str())
-                        .push_bind(row.dead_letter_id)
-                        .push_bind(row.recorded_at)
-                        .push_bind(row.bytes.as_slice());
-                });
-                q.push(" ON CONFLICT (version, log_partition, log_offset) DO NOTHING");
-                q.build().execute(&mut **c).await.map_err(db("holding events"))?;
-            }
-
-            if !batch.checkpoints.is_empty() {
-                let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO checkpoints (version, log_partition, log_offset, updated_at) ",
-                );
-                q.push_values(&batch.checkpoints, |mut b, (partition, offset)| {
-                    b.push_bind(version)
-                        .push_bind(i64::from(*partition))
-                        .push_bind(*offset)
-                        .push_bind(now);
-                });
-                // Never move a checkpoint backwards (a re-delivered older batch after a
-                // rebalance must not rewind the position).
-                q.push(
-                    " ON CONFLICT (version, log_partition) DO UPDATE SET \
-                     log_offset = CASE WHEN excluded.log_offset > checkpoints.log_offset \
-                     THEN excluded.log_offset ELSE checkpoints.log_offset END, \
-                     updated_at = excluded.updated_at",
-                );
-                q.build().execute(&mut **c).await.map_err(db("writing checkpoints"))?;
-            }
-            Ok(())
-        })
+            TxBackend::Postgres(c) => write_postgres(c, version, batch, now).await,
+        }
     }
 }
+
+/// Runs `f`, which blocks, without stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A batch's rows written into PostgreSQL: multi-row statements, each a round trip. PostgreSQL
+/// compares an update's indexed values itself, so every column is assigned.
+async fn write_postgres(
+    c: &mut Transaction<'static, Postgres>,
+    version: i64,
+    batch: &BatchWrite,
+    now: i64,
+) -> Result<(), StoreError> {
+    type Db = Postgres;
+    for chunk in batch
+        .customers
+        .chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1))
+    {
+        let mut q = QueryBuilder::<Db>::new(CUSTOMER_INSERT);
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(version)
+                .push_bind(row.customer_id.as_str())
+                .push_bind(row.name.as_deref())
+                .push_bind(row.owner.as_deref())
+                .push_bind(row.segment.as_deref())
+                .push_bind(row.region.as_deref())
+                .push_bind(row.channel.as_deref())
+                .push_bind(row.grade.as_str())
+                .push_bind(row.score)
+                .push_bind(row.stage.as_str())
+                .push_bind(row.stage_since.as_str())
+                .push_bind(row.stage_rule.as_str())
+                .push_bind(row.risk)
+                .push_bind(row.risk_band.as_str())
+                .push_bind(row.open_complaints)
+                .push_bind(row.active_contracts)
+                .push_bind(row.last_purchase_on.as_deref())
+                .push_bind(row.last_interaction_on.as_deref())
+                .push_bind(row.last_activity_on.as_deref())
+                .push_bind(row.currency.as_deref())
+                .push_bind(row.sales_3m_minor)
+                .push_bind(row.sales_12m_minor);
+            for factor in &row.factors {
+                b.push_bind(factor.raw).push_bind(factor.score);
+            }
+            b.push_bind(row.card.as_str())
+                .push_bind(row.code_version)
+                .push_bind(row.grading_version.as_str())
+                .push_bind(row.lifecycle_version.as_str())
+                .push_bind(row.churn_version.as_str())
+                .push_bind(i64::from(row.log_partition))
+                .push_bind(row.log_offset)
+                .push_bind(row.events)
+                .push_bind(row.evaluated_at)
+                .push_bind(row.grade_inputs.as_slice());
+        });
+        q.push(customer_conflict(ALL_INDEXED));
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing customers"))?;
+    }
+
+    // The change feed: see `sqlite_write::write_changes`.
+    if !batch.customers.is_empty() {
+        let last: Option<i64> =
+            sqlx::query("SELECT MAX(seq) FROM customer_changes WHERE version = $1")
+                .bind(version)
+                .fetch_one(&mut **c)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db("reading the change feed's end"))?;
+        let first = last.unwrap_or(0) + 1;
+        for (n, chunk) in batch.customers.chunks(MAX_PARAMS / 3).enumerate() {
+            let base = first + (n * (MAX_PARAMS / 3)) as i64;
+            let mut q = QueryBuilder::<Db>::new(CHANGES_INSERT);
+            q.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
+                b.push_bind(version)
+                    .push_bind(row.customer_id.as_str())
+                    .push_bind(base + i as i64);
+            });
+            q.push(CHANGES_CONFLICT);
+            q.build()
+                .execute(&mut **c)
+                .await
+                .map_err(db("writing the change feed"))?;
+        }
+    }
+
+    for chunk in batch.states.chunks(MAX_PARAMS / 4) {
+        let mut q = QueryBuilder::<Db>::new(STATES_INSERT);
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(version)
+                .push_bind(row.customer_id.as_str())
+                .push_bind(row.format)
+                .push_bind(row.state.as_slice());
+        });
+        q.push(STATES_CONFLICT);
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing states"))?;
+    }
+
+    for chunk in batch.events.chunks(MAX_PARAMS / 10) {
+        let mut q = QueryBuilder::<Db>::new(EVENTS_INSERT);
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(row.customer_id.as_str())
+                .push_bind(row.seq)
+                .push_bind(row.event_id.as_slice())
+                .push_bind(i64::from(row.log_partition))
+                .push_bind(row.log_offset)
+                .push_bind(row.event_type.as_str())
+                .push_bind(row.occurred_at)
+                .push_bind(row.recorded_at)
+                .push_bind(row.bytes.as_slice())
+                .push_bind(row.hash.as_slice());
+        });
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing the audit copy"))?;
+    }
+
+    for chunk in batch.heads.chunks(MAX_PARAMS / 3) {
+        let mut q = QueryBuilder::<Db>::new(HEADS_INSERT);
+        q.push_values(chunk, |mut b, (customer, head)| {
+            b.push_bind(customer.as_str())
+                .push_bind(head.seq)
+                .push_bind(head.hash.as_slice());
+        });
+        q.push(HEADS_CONFLICT);
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing chain heads"))?;
+    }
+
+    for chunk in batch.transitions.chunks(MAX_PARAMS / 10) {
+        let mut q = QueryBuilder::<Db>::new(TRANSITIONS_INSERT);
+        q.push_values(chunk, |mut b, row| {
+            let (cause, event_id, partition, offset) = cause_columns(&row.cause);
+            b.push_bind(version)
+                .push_bind(row.customer_id.as_str())
+                .push_bind(row.dimension)
+                .push_bind(row.from_value.as_deref())
+                .push_bind(row.to_value.as_str())
+                .push_bind(cause)
+                .push_bind(event_id)
+                .push_bind(partition)
+                .push_bind(offset)
+                .push_bind(row.at);
+        });
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing transitions"))?;
+    }
+
+    for chunk in batch.held.chunks(MAX_PARAMS / 7) {
+        let mut q = QueryBuilder::<Db>::new(HELD_INSERT);
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(version)
+                .push_bind(i64::from(row.log_partition))
+                .push_bind(row.log_offset)
+                .push_bind(row.customer_id.as_str())
+                .push_bind(row.dead_letter_id)
+                .push_bind(row.recorded_at)
+                .push_bind(row.bytes.as_slice());
+        });
+        q.push(HELD_CONFLICT);
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("holding events"))?;
+    }
+
+    if !batch.checkpoints.is_empty() {
+        let mut q = QueryBuilder::<Db>::new(CHECKPOINTS_INSERT);
+        q.push_values(&batch.checkpoints, |mut b, (partition, offset)| {
+            b.push_bind(version)
+                .push_bind(i64::from(*partition))
+                .push_bind(*offset)
+                .push_bind(now);
+        });
+        q.push(CHECKPOINTS_CONFLICT);
+        q.build()
+            .execute(&mut **c)
+            .await
+            .map_err(db("writing checkpoints"))?;
+    }
+    Ok(())
+}
+
+/// The start of each write statement (`INSERT INTO t (columns) `) and its conflict clause; the
+/// PostgreSQL writer appends multi-row `VALUES` lists, the SQLite writer one row's parameters.
+const CUSTOMER_INSERT: &str = concat!(
+    "INSERT INTO customers (version, ",
+    customer_columns!(),
+    ") "
+);
+const CHANGES_INSERT: &str = "INSERT INTO customer_changes (version, customer_id, seq) ";
+const CHANGES_CONFLICT: &str =
+    " ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq";
+const STATES_INSERT: &str = "INSERT INTO customer_state (version, customer_id, format, state) ";
+const STATES_CONFLICT: &str = " ON CONFLICT (version, customer_id) DO UPDATE SET \
+     format = excluded.format, state = excluded.state";
+const EVENTS_INSERT: &str = "INSERT INTO customer_events (customer_id, seq, event_id, \
+     log_partition, log_offset, event_type, occurred_at, recorded_at, bytes, hash) ";
+const HEADS_INSERT: &str = "INSERT INTO audit_heads (customer_id, seq, hash) ";
+const HEADS_CONFLICT: &str =
+    " ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id, dimension, \
+     from_value, to_value, cause, cause_event_id, log_partition, log_offset, at) ";
+const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_offset, \
+     customer_id, dead_letter_id, recorded_at, bytes) ";
+const HELD_CONFLICT: &str = " ON CONFLICT (version, log_partition, log_offset) DO NOTHING";
+const CHECKPOINTS_INSERT: &str =
+    "INSERT INTO checkpoints (version, log_partition, log_offset, updated_at) ";
+/// Never moves a checkpoint backwards (a re-delivered older batch after a rebalance must not
+/// rewind the position).
+const CHECKPOINTS_CONFLICT: &str = " ON CONFLICT (version, log_partition) DO UPDATE SET \
+     log_offset = CASE WHEN excluded.log_offset > checkpoints.log_offset \
+     THEN excluded.log_offset ELSE checkpoints.log_offset END, \
+     updated_at = excluded.updated_at";
+
+/// The conflict clause of a customers write that assigns every column but the indexed ones
+/// `changed` leaves alone (see [`INDEXED_COLUMNS`]).
+fn customer_conflict(changed: u16) -> String {
+    let assigned: Vec<String> = CUSTOMER_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .skip(1)
+        .filter(|column| {
+            INDEXED_COLUMNS
+                .iter()
+                .position(|c| c == column)
+                .is_none_or(|i| changed & (1 << i) != 0)
+        })
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    format!(
+        " ON CONFLICT (version, customer_id) DO UPDATE SET {}",
+        assigned.join(", ")
+    )
+}
+
+/// A transition's cause as its columns: kind, event id, partition, offset.
+fn cause_columns(cause: &Cause) -> (&'static str, Option<&[u8]>, Option<i64>, Option<i64>) {
+    match cause {
+        Cause::Event {
+            event_id,
+            log_partition,
+            log_offset,
+        } => (
+            "event",
+            Some(event_id.as_slice()),
+            Some(i64::from(*log_partition)),
+            Some(*log_offset),
+        ),
+        Cause::Reevaluation => ("reevaluation", None, None, None),
+    }
+}
+
 mod audit;
+mod sqlite_write;
 mod versions;
 mod wal;
 pub use audit::{GradePages, GradeRow};

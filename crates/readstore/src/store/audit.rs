@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{customer_of, hash32, id16, Backend, ReadStore, CUSTOMER_SELECT, LOOKUP_CHUNK};
-use crate::error::{db, scan, StoreError};
+use crate::error::{db, sqlite, StoreError};
 use crate::model::{AuditRow, CustomerRow};
 
 const AUDIT_SELECT: &str = "SELECT customer_id, seq, event_id, log_partition, log_offset, \
@@ -162,24 +162,24 @@ fn scan_sqlite_grades(file: &Path, version: i64, pages: &PageSender) -> Result<(
         file,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(scan(context))?;
+    .map_err(sqlite(context))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
-        .map_err(scan(context))?;
+        .map_err(sqlite(context))?;
     let mut statement = conn
         .prepare(&format!(
             "{GRADE_SELECT} WHERE version = ?1 ORDER BY customer_id"
         ))
-        .map_err(scan(context))?;
-    let mut rows = statement.query([version]).map_err(scan(context))?;
+        .map_err(sqlite(context))?;
+    let mut rows = statement.query([version]).map_err(sqlite(context))?;
     let mut page = Vec::with_capacity(GRADE_PAGE);
-    while let Some(r) = rows.next().map_err(scan(context))? {
+    while let Some(r) = rows.next().map_err(sqlite(context))? {
         page.push(GradeRow {
-            customer_id: r.get(0).map_err(scan(context))?,
-            grade: r.get(1).map_err(scan(context))?,
-            score: r.get(2).map_err(scan(context))?,
+            customer_id: r.get(0).map_err(sqlite(context))?,
+            grade: r.get(1).map_err(sqlite(context))?,
+            score: r.get(2).map_err(sqlite(context))?,
             grade_inputs: r
                 .get::<_, Option<Vec<u8>>>(3)
-                .map_err(scan(context))?
+                .map_err(sqlite(context))?
                 .unwrap_or_default(),
         });
         if page.len() == GRADE_PAGE {
