@@ -945,6 +945,16 @@ impl StoreTx {
         version: i64,
         customers: &[&str],
     ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
+        let c = match &mut self.inner {
+            TxBackend::Sqlite(c) => {
+                return sqlite_tx::run(c, |conn| {
+                    sqlite_tx::load_customers(conn, version, customers)
+                })
+                .await
+            }
+            TxBackend::Postgres(c) => c,
+        };
+        type Db = Postgres;
         let mut loaded: HashMap<String, LoadedCustomer> = HashMap::with_capacity(customers.len());
         fn entry(loaded: &mut HashMap<String, LoadedCustomer>, id: String) -> &mut LoadedCustomer {
             loaded.entry(id).or_insert(LoadedCustomer {
@@ -954,64 +964,77 @@ impl StoreTx {
             })
         }
         for chunk in customers.chunks(LOOKUP_CHUNK) {
-            per_backend!(&mut self.inner, TxBackend, c => {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT customer_id, format, state FROM customer_state WHERE version = ",
-                );
-                q.push_bind(version).push(" AND customer_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading states"))? {
-                    let e = || db("loading a state");
-                    let id: String = r.try_get(0).map_err(e())?;
-                    entry(&mut loaded, id).state =
-                        Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
-                }
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+            );
+            q.push_bind(version).push(" AND customer_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            for r in q
+                .build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("loading states"))?
+            {
+                let e = || db("loading a state");
+                let id: String = r.try_get(0).map_err(e())?;
+                entry(&mut loaded, id).state =
+                    Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
+            }
 
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT customer_id, grade, stage, risk_band, evaluated_at, log_partition, \
-                     log_offset FROM customers WHERE version = ",
-                );
-                q.push_bind(version).push(" AND customer_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading verdicts"))? {
-                    let e = || db("loading a verdict");
-                    let id: String = r.try_get(0).map_err(e())?;
-                    let partition: i64 = r.try_get(5).map_err(e())?;
-                    entry(&mut loaded, id).summary = Some(Summary {
-                        grade: r.try_get(1).map_err(e())?,
-                        stage: r.try_get(2).map_err(e())?,
-                        risk_band: r.try_get(3).map_err(e())?,
-                        evaluated_at: r.try_get(4).map_err(e())?,
-                        log_partition: partition as i32,
-                        log_offset: r.try_get(6).map_err(e())?,
-                    });
-                }
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, grade, stage, risk_band, evaluated_at, log_partition, \
+                 log_offset FROM customers WHERE version = ",
+            );
+            q.push_bind(version).push(" AND customer_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            for r in q
+                .build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("loading verdicts"))?
+            {
+                let e = || db("loading a verdict");
+                let id: String = r.try_get(0).map_err(e())?;
+                let partition: i64 = r.try_get(5).map_err(e())?;
+                entry(&mut loaded, id).summary = Some(Summary {
+                    grade: r.try_get(1).map_err(e())?,
+                    stage: r.try_get(2).map_err(e())?,
+                    risk_band: r.try_get(3).map_err(e())?,
+                    evaluated_at: r.try_get(4).map_err(e())?,
+                    log_partition: partition as i32,
+                    log_offset: r.try_get(6).map_err(e())?,
+                });
+            }
 
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id IN (",
-                );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                for r in q.build().fetch_all(&mut **c).await.map_err(db("loading chain heads"))? {
-                    let e = || db("loading a chain head");
-                    let id: String = r.try_get(0).map_err(e())?;
-                    entry(&mut loaded, id).head = Some(ChainHead {
-                        seq: r.try_get(1).map_err(e())?,
-                        hash: hash32(r.try_get(2).map_err(e())?)?,
-                    });
-                }
-            });
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            for r in q
+                .build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("loading chain heads"))?
+            {
+                let e = || db("loading a chain head");
+                let id: String = r.try_get(0).map_err(e())?;
+                entry(&mut loaded, id).head = Some(ChainHead {
+                    seq: r.try_get(1).map_err(e())?,
+                    hash: hash32(r.try_get(2).map_err(e())?)?,
+                });
+            }
         }
         Ok(loaded)
     }
@@ -1346,12 +1369,7 @@ impl StoreTx {
     ) -> Result<(), StoreError> {
         match &mut self.inner {
             TxBackend::Sqlite(c) => {
-                let mut locked = c
-                    .lock_handle()
-                    .await
-                    .map_err(db("taking the connection for a batch's write"))?;
-                let handle = locked.as_raw_handle();
-                blocking(|| sqlite_write::write(handle, version, batch, now))
+                sqlite_tx::run(c, |conn| sqlite_tx::write(conn, version, batch, now)).await
             }
             TxBackend::Postgres(c) => write_postgres(c, version, batch, now).await,
         }
@@ -1425,7 +1443,7 @@ async fn write_postgres(
             .map_err(db("writing customers"))?;
     }
 
-    // The change feed: see `sqlite_write::write_changes`.
+    // The change feed: see `sqlite_tx::write_changes`.
     if !batch.customers.is_empty() {
         let last: Option<i64> =
             sqlx::query("SELECT MAX(seq) FROM customer_changes WHERE version = $1")
@@ -1627,7 +1645,7 @@ fn cause_columns(cause: &Cause) -> (&'static str, Option<&[u8]>, Option<i64>, Op
 }
 
 mod audit;
-mod sqlite_write;
+mod sqlite_tx;
 mod versions;
 mod wal;
 pub use audit::{GradePages, GradeRow};

@@ -1,45 +1,116 @@
-//! A batch's rows written into the SQLite read store: one prepared single-row statement per
-//! kind of row, run on the transaction's own connection.
+//! A batch's statements on the SQLite read store, run through rusqlite on the transaction's
+//! own connection: its reads of the batch's customers and its writes, one prepared single-row
+//! statement per kind of row.
 //!
-//! sqlx sends a statement and its arguments to the connection's worker thread. For a batch
-//! that meant multi-row `INSERT … VALUES` statements of thousands of rows: each was parsed
-//! anew, and every argument was copied into sqlx's buffers and handed over, which cost about as
-//! much as SQLite's own b-tree work (`perf`: malloc, memmove and mutexes on the worker thread).
-//! Here the batch is written through rusqlite on the same connection, which sqlx lends out while
-//! its worker waits: each statement is prepared once per batch and re-run with borrowed values.
+//! sqlx sends a statement and its arguments to the connection's worker thread and each row
+//! back. For a batch that meant multi-row `INSERT … VALUES` statements of thousands of rows:
+//! each was parsed anew, and every argument and row was copied and handed between threads,
+//! which cost about as much as SQLite's own b-tree work (`perf`: malloc, memmove and mutexes on
+//! the worker thread). sqlx lends the connection out while its worker waits; each statement
+//! here is prepared once per batch and re-run with borrowed values.
 
 use std::collections::HashMap;
-use std::ptr::NonNull;
 
 use rusqlite::{params, OptionalExtension};
+use sqlx::{Sqlite, Transaction};
 
 use super::{
-    cause_columns, customer_conflict, IndexedValues, ALL_INDEXED, CHANGES_CONFLICT, CHANGES_INSERT,
-    CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT,
-    EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS,
-    STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
+    blocking, cause_columns, customer_conflict, IndexedValues, ALL_INDEXED, CHANGES_CONFLICT,
+    CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
+    CUSTOMER_INSERT, EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT,
+    INDEXED_COLUMNS, STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
 };
-use crate::error::{sqlite, StoreError};
-use crate::model::{BatchWrite, CustomerRow};
+use crate::error::{db, sqlite, StoreError};
+use crate::model::{BatchWrite, ChainHead, CustomerRow, LoadedCustomer, Summary};
 
-/// Writes `batch` for `version` on the connection `handle`, inside its open transaction.
-///
-/// The caller holds sqlx's lock on the connection (`LockedSqliteHandle`), which guarantees
-/// that sqlx's worker thread makes no call on it or its statements meanwhile.
+/// Runs `f` on the connection of `tx`, inside its open transaction.
+pub(super) async fn run<T>(
+    tx: &mut Transaction<'static, Sqlite>,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // While `locked` lives, sqlx's worker thread makes no call on the connection or its
+    // statements.
+    let mut locked = tx
+        .lock_handle()
+        .await
+        .map_err(db("taking the read store's connection"))?;
+    let handle = locked.as_raw_handle();
+    blocking(|| {
+        // SAFETY: `handle` is an open connection that no other thread uses while this runs
+        // (see above). `from_handle` borrows it: dropping `conn` finalizes the statements
+        // prepared here and leaves the connection, and its transaction, open for sqlx.
+        #[allow(unsafe_code)]
+        let conn = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }
+            .map_err(sqlite("borrowing the read store's connection"))?;
+        f(&conn)
+    })
+}
+
+/// What the store holds about `customers` in `version`: state, verdict summary, chain head.
+pub(super) fn load_customers(
+    conn: &rusqlite::Connection,
+    version: i64,
+    customers: &[&str],
+) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
+    let context = "loading the batch's customers";
+    let mut state = conn
+        .prepare("SELECT format, state FROM customer_state WHERE version = ?1 AND customer_id = ?2")
+        .map_err(sqlite(context))?;
+    let mut summary = conn
+        .prepare(
+            "SELECT grade, stage, risk_band, evaluated_at, log_partition, log_offset \
+             FROM customers WHERE version = ?1 AND customer_id = ?2",
+        )
+        .map_err(sqlite(context))?;
+    let mut head = conn
+        .prepare("SELECT seq, hash FROM audit_heads WHERE customer_id = ?1")
+        .map_err(sqlite(context))?;
+    let mut loaded = HashMap::with_capacity(customers.len());
+    for &customer in customers {
+        let found = LoadedCustomer {
+            state: state
+                .query_row(params![version, customer], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sqlite(context))?,
+            summary: summary
+                .query_row(params![version, customer], |r| {
+                    Ok(Summary {
+                        grade: r.get(0)?,
+                        stage: r.get(1)?,
+                        risk_band: r.get(2)?,
+                        evaluated_at: r.get(3)?,
+                        log_partition: r.get(4)?,
+                        log_offset: r.get(5)?,
+                    })
+                })
+                .optional()
+                .map_err(sqlite(context))?,
+            head: head
+                .query_row([customer], |r| {
+                    Ok(ChainHead {
+                        seq: r.get(0)?,
+                        hash: r.get(1)?,
+                    })
+                })
+                .optional()
+                .map_err(sqlite(context))?,
+        };
+        if found.state.is_some() || found.summary.is_some() || found.head.is_some() {
+            loaded.insert(customer.to_string(), found);
+        }
+    }
+    Ok(loaded)
+}
+
+/// Writes `batch` for `version`.
 pub(super) fn write(
-    handle: NonNull<rusqlite::ffi::sqlite3>,
+    conn: &rusqlite::Connection,
     version: i64,
     batch: &BatchWrite,
     now: i64,
 ) -> Result<(), StoreError> {
-    // SAFETY: `handle` is an open connection that no other thread uses while this runs (see
-    // above). `from_handle` borrows it: dropping the returned value finalizes the statements
-    // prepared here and leaves the connection, and its transaction, open for sqlx.
-    #[allow(unsafe_code)]
-    let conn = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }
-        .map_err(sqlite("borrowing the connection for a batch's write"))?;
-    write_customers(&conn, version, &batch.customers)?;
-    write_changes(&conn, version, &batch.customers)?;
+    write_customers(conn, version, &batch.customers)?;
+    write_changes(conn, version, &batch.customers)?;
 
     let mut states = conn
         .prepare(&one_row(STATES_INSERT, 4, STATES_CONFLICT))
