@@ -70,10 +70,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "rebuilds",
         include_str!("../../../projections/migrations/postgres/0005_rebuilds.sql"),
     ),
+    (
+        6,
+        "inline cards",
+        include_str!("../../../projections/migrations/postgres/0006_inline_cards.sql"),
+    ),
 ];
 
-/// Bound parameters per statement: below SQLite's 32 766 and PostgreSQL's 65 535.
-const MAX_PARAMS: usize = 32_000;
 /// Keys per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 1_000;
 /// How long a SQLite statement waits for a lock another connection holds.
@@ -1385,66 +1388,71 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A batch's rows written into PostgreSQL: multi-row statements, each a round trip. PostgreSQL
-/// compares an update's indexed values itself, so every column is assigned.
+/// A batch's rows written into PostgreSQL: one statement per table, its rows bound as one array
+/// per column and unnested on the server. Multi-row `VALUES` lists were parsed and planned anew
+/// for every chunk of a few thousand rows; these texts are the same every batch, so each is
+/// prepared once per connection. PostgreSQL compares an update's indexed values itself, so
+/// every column is assigned.
 async fn write_postgres(
     c: &mut Transaction<'static, Postgres>,
     version: i64,
     batch: &BatchWrite,
     now: i64,
 ) -> Result<(), StoreError> {
-    type Db = Postgres;
-    for chunk in batch
-        .customers
-        .chunks(MAX_PARAMS / (CUSTOMER_COLUMN_COUNT + 1))
-    {
-        let mut q = QueryBuilder::<Db>::new(CUSTOMER_INSERT);
-        q.push_values(chunk, |mut b, row| {
-            b.push_bind(version)
-                .push_bind(row.customer_id.as_str())
-                .push_bind(row.name.as_deref())
-                .push_bind(row.owner.as_deref())
-                .push_bind(row.segment.as_deref())
-                .push_bind(row.region.as_deref())
-                .push_bind(row.channel.as_deref())
-                .push_bind(row.grade.as_str())
-                .push_bind(row.score)
-                .push_bind(row.stage.as_str())
-                .push_bind(row.stage_since.as_str())
-                .push_bind(row.stage_rule.as_str())
-                .push_bind(row.risk)
-                .push_bind(row.risk_band.as_str())
-                .push_bind(row.open_complaints)
-                .push_bind(row.active_contracts)
-                .push_bind(row.last_purchase_on.as_deref())
-                .push_bind(row.last_interaction_on.as_deref())
-                .push_bind(row.last_activity_on.as_deref())
-                .push_bind(row.currency.as_deref())
-                .push_bind(row.sales_3m_minor)
-                .push_bind(row.sales_12m_minor);
-            for factor in &row.factors {
-                b.push_bind(factor.raw).push_bind(factor.score);
-            }
-            b.push_bind(row.card.as_str())
-                .push_bind(row.code_version)
-                .push_bind(row.grading_version.as_str())
-                .push_bind(row.lifecycle_version.as_str())
-                .push_bind(row.churn_version.as_str())
-                .push_bind(i64::from(row.log_partition))
-                .push_bind(row.log_offset)
-                .push_bind(row.events)
-                .push_bind(row.evaluated_at)
-                .push_bind(row.grade_inputs.as_slice());
-        });
-        q.push(customer_conflict(ALL_INDEXED));
-        q.build()
+    fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+
+    let customers = &batch.customers;
+    if !customers.is_empty() {
+        let sql = format!(
+            "{CUSTOMER_INSERT}SELECT $1, * FROM {}{}",
+            unnest(&CUSTOMER_ARRAY_TYPES, 2),
+            customer_conflict(ALL_INDEXED)
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(version)
+            .bind(column(customers, |r| r.customer_id.as_str()))
+            .bind(column(customers, |r| r.name.as_deref()))
+            .bind(column(customers, |r| r.owner.as_deref()))
+            .bind(column(customers, |r| r.segment.as_deref()))
+            .bind(column(customers, |r| r.region.as_deref()))
+            .bind(column(customers, |r| r.channel.as_deref()))
+            .bind(column(customers, |r| r.grade.as_str()))
+            .bind(column(customers, |r| r.score))
+            .bind(column(customers, |r| r.stage.as_str()))
+            .bind(column(customers, |r| r.stage_since.as_str()))
+            .bind(column(customers, |r| r.stage_rule.as_str()))
+            .bind(column(customers, |r| r.risk))
+            .bind(column(customers, |r| r.risk_band.as_str()))
+            .bind(column(customers, |r| r.open_complaints))
+            .bind(column(customers, |r| r.active_contracts))
+            .bind(column(customers, |r| r.last_purchase_on.as_deref()))
+            .bind(column(customers, |r| r.last_interaction_on.as_deref()))
+            .bind(column(customers, |r| r.last_activity_on.as_deref()))
+            .bind(column(customers, |r| r.currency.as_deref()))
+            .bind(column(customers, |r| r.sales_3m_minor))
+            .bind(column(customers, |r| r.sales_12m_minor));
+        for i in 0..FACTOR_COLUMNS.len() {
+            q = q
+                .bind(column(customers, |r| r.factors[i].raw))
+                .bind(column(customers, |r| r.factors[i].score));
+        }
+        q.bind(column(customers, |r| r.card.as_str()))
+            .bind(column(customers, |r| r.code_version))
+            .bind(column(customers, |r| r.grading_version.as_str()))
+            .bind(column(customers, |r| r.lifecycle_version.as_str()))
+            .bind(column(customers, |r| r.churn_version.as_str()))
+            .bind(column(customers, |r| i64::from(r.log_partition)))
+            .bind(column(customers, |r| r.log_offset))
+            .bind(column(customers, |r| r.events))
+            .bind(column(customers, |r| r.evaluated_at))
+            .bind(column(customers, |r| r.grade_inputs.as_slice()))
             .execute(&mut **c)
             .await
             .map_err(db("writing customers"))?;
-    }
 
-    // The change feed: see `sqlite_tx::write_changes`.
-    if !batch.customers.is_empty() {
+        // The change feed: see `sqlite_tx::write_changes`.
         let last: Option<i64> =
             sqlx::query("SELECT MAX(seq) FROM customer_changes WHERE version = $1")
                 .bind(version)
@@ -1452,127 +1460,157 @@ async fn write_postgres(
                 .await
                 .and_then(|r| r.try_get(0))
                 .map_err(db("reading the change feed's end"))?;
-        let first = last.unwrap_or(0) + 1;
-        for (n, chunk) in batch.customers.chunks(MAX_PARAMS / 3).enumerate() {
-            let base = first + (n * (MAX_PARAMS / 3)) as i64;
-            let mut q = QueryBuilder::<Db>::new(CHANGES_INSERT);
-            q.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
-                b.push_bind(version)
-                    .push_bind(row.customer_id.as_str())
-                    .push_bind(base + i as i64);
-            });
-            q.push(CHANGES_CONFLICT);
-            q.build()
-                .execute(&mut **c)
-                .await
-                .map_err(db("writing the change feed"))?;
-        }
+        let seqs: Vec<i64> = (last.unwrap_or(0) + 1..).take(customers.len()).collect();
+        sqlx::query(&format!(
+            "{CHANGES_INSERT}SELECT $1, * FROM {}{CHANGES_CONFLICT}",
+            unnest(&["text", "int8"], 2)
+        ))
+        .bind(version)
+        .bind(column(customers, |r| r.customer_id.as_str()))
+        .bind(seqs)
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing the change feed"))?;
     }
 
-    for chunk in batch.states.chunks(MAX_PARAMS / 4) {
-        let mut q = QueryBuilder::<Db>::new(STATES_INSERT);
-        q.push_values(chunk, |mut b, row| {
-            b.push_bind(version)
-                .push_bind(row.customer_id.as_str())
-                .push_bind(row.format)
-                .push_bind(row.state.as_slice());
-        });
-        q.push(STATES_CONFLICT);
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("writing states"))?;
+    let states = &batch.states;
+    if !states.is_empty() {
+        sqlx::query(&format!(
+            "{STATES_INSERT}SELECT $1, * FROM {}{STATES_CONFLICT}",
+            unnest(&["text", "int8", "bytea"], 2)
+        ))
+        .bind(version)
+        .bind(column(states, |r| r.customer_id.as_str()))
+        .bind(column(states, |r| r.format))
+        .bind(column(states, |r| r.state.as_slice()))
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing states"))?;
     }
 
-    for chunk in batch.events.chunks(MAX_PARAMS / 10) {
-        let mut q = QueryBuilder::<Db>::new(EVENTS_INSERT);
-        q.push_values(chunk, |mut b, row| {
-            b.push_bind(row.customer_id.as_str())
-                .push_bind(row.seq)
-                .push_bind(row.event_id.as_slice())
-                .push_bind(i64::from(row.log_partition))
-                .push_bind(row.log_offset)
-                .push_bind(row.event_type.as_str())
-                .push_bind(row.occurred_at)
-                .push_bind(row.recorded_at)
-                .push_bind(row.bytes.as_slice())
-                .push_bind(row.hash.as_slice());
-        });
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("writing the audit copy"))?;
+    let events = &batch.events;
+    if !events.is_empty() {
+        sqlx::query(&format!(
+            "{EVENTS_INSERT}SELECT * FROM {}",
+            unnest(
+                &[
+                    "text", "int8", "bytea", "int8", "int8", "text", "int8", "int8", "bytea",
+                    "bytea"
+                ],
+                1
+            )
+        ))
+        .bind(column(events, |r| r.customer_id.as_str()))
+        .bind(column(events, |r| r.seq))
+        .bind(column(events, |r| r.event_id.as_slice()))
+        .bind(column(events, |r| i64::from(r.log_partition)))
+        .bind(column(events, |r| r.log_offset))
+        .bind(column(events, |r| r.event_type.as_str()))
+        .bind(column(events, |r| r.occurred_at))
+        .bind(column(events, |r| r.recorded_at))
+        .bind(column(events, |r| r.bytes.as_slice()))
+        .bind(column(events, |r| r.hash.as_slice()))
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing the audit copy"))?;
     }
 
-    for chunk in batch.heads.chunks(MAX_PARAMS / 3) {
-        let mut q = QueryBuilder::<Db>::new(HEADS_INSERT);
-        q.push_values(chunk, |mut b, (customer, head)| {
-            b.push_bind(customer.as_str())
-                .push_bind(head.seq)
-                .push_bind(head.hash.as_slice());
-        });
-        q.push(HEADS_CONFLICT);
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("writing chain heads"))?;
+    let heads = &batch.heads;
+    if !heads.is_empty() {
+        sqlx::query(&format!(
+            "{HEADS_INSERT}SELECT * FROM {}{HEADS_CONFLICT}",
+            unnest(&["text", "int8", "bytea"], 1)
+        ))
+        .bind(column(heads, |(customer, _)| customer.as_str()))
+        .bind(column(heads, |(_, head)| head.seq))
+        .bind(column(heads, |(_, head)| head.hash.as_slice()))
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing chain heads"))?;
     }
 
-    for chunk in batch.transitions.chunks(MAX_PARAMS / 10) {
-        let mut q = QueryBuilder::<Db>::new(TRANSITIONS_INSERT);
-        q.push_values(chunk, |mut b, row| {
-            let (cause, event_id, partition, offset) = cause_columns(&row.cause);
-            b.push_bind(version)
-                .push_bind(row.customer_id.as_str())
-                .push_bind(row.dimension)
-                .push_bind(row.from_value.as_deref())
-                .push_bind(row.to_value.as_str())
-                .push_bind(cause)
-                .push_bind(event_id)
-                .push_bind(partition)
-                .push_bind(offset)
-                .push_bind(row.at);
-        });
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("writing transitions"))?;
+    let transitions = &batch.transitions;
+    if !transitions.is_empty() {
+        let causes = column(transitions, |r| cause_columns(&r.cause));
+        sqlx::query(&format!(
+            "{TRANSITIONS_INSERT}SELECT $1, * FROM {}",
+            unnest(
+                &["text", "text", "text", "text", "text", "bytea", "int8", "int8", "int8"],
+                2
+            )
+        ))
+        .bind(version)
+        .bind(column(transitions, |r| r.customer_id.as_str()))
+        .bind(column(transitions, |r| r.dimension))
+        .bind(column(transitions, |r| r.from_value.as_deref()))
+        .bind(column(transitions, |r| r.to_value.as_str()))
+        .bind(column(&causes, |c| c.0))
+        .bind(column(&causes, |c| c.1))
+        .bind(column(&causes, |c| c.2))
+        .bind(column(&causes, |c| c.3))
+        .bind(column(transitions, |r| r.at))
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing transitions"))?;
     }
 
-    for chunk in batch.held.chunks(MAX_PARAMS / 7) {
-        let mut q = QueryBuilder::<Db>::new(HELD_INSERT);
-        q.push_values(chunk, |mut b, row| {
-            b.push_bind(version)
-                .push_bind(i64::from(row.log_partition))
-                .push_bind(row.log_offset)
-                .push_bind(row.customer_id.as_str())
-                .push_bind(row.dead_letter_id)
-                .push_bind(row.recorded_at)
-                .push_bind(row.bytes.as_slice());
-        });
-        q.push(HELD_CONFLICT);
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("holding events"))?;
+    let held = &batch.held;
+    if !held.is_empty() {
+        sqlx::query(&format!(
+            "{HELD_INSERT}SELECT $1, * FROM {}{HELD_CONFLICT}",
+            unnest(&["int8", "int8", "text", "int8", "int8", "bytea"], 2)
+        ))
+        .bind(version)
+        .bind(column(held, |r| i64::from(r.log_partition)))
+        .bind(column(held, |r| r.log_offset))
+        .bind(column(held, |r| r.customer_id.as_str()))
+        .bind(column(held, |r| r.dead_letter_id))
+        .bind(column(held, |r| r.recorded_at))
+        .bind(column(held, |r| r.bytes.as_slice()))
+        .execute(&mut **c)
+        .await
+        .map_err(db("holding events"))?;
     }
 
     if !batch.checkpoints.is_empty() {
-        let mut q = QueryBuilder::<Db>::new(CHECKPOINTS_INSERT);
-        q.push_values(&batch.checkpoints, |mut b, (partition, offset)| {
-            b.push_bind(version)
-                .push_bind(i64::from(*partition))
-                .push_bind(*offset)
-                .push_bind(now);
-        });
-        q.push(CHECKPOINTS_CONFLICT);
-        q.build()
-            .execute(&mut **c)
-            .await
-            .map_err(db("writing checkpoints"))?;
+        let (partitions, offsets): (Vec<i64>, Vec<i64>) = batch
+            .checkpoints
+            .iter()
+            .map(|(&partition, &offset)| (i64::from(partition), offset))
+            .unzip();
+        sqlx::query(&format!(
+            "{CHECKPOINTS_INSERT}SELECT $1, *, $4 FROM {}{CHECKPOINTS_CONFLICT}",
+            unnest(&["int8", "int8"], 2)
+        ))
+        .bind(version)
+        .bind(partitions)
+        .bind(offsets)
+        .bind(now)
+        .execute(&mut **c)
+        .await
+        .map_err(db("writing checkpoints"))?;
     }
     Ok(())
 }
+
+/// `UNNEST($first::t1[], $first+1::t2[], …)`: one array parameter per column type.
+fn unnest(types: &[&str], first: usize) -> String {
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!("UNNEST({})", arrays.join(", "))
+}
+
+/// The PostgreSQL types of the customers columns after `version`, in `customer_columns!`
+/// order.
+const CUSTOMER_ARRAY_TYPES: [&str; CUSTOMER_COLUMN_COUNT] = [
+    "text", "text", "text", "text", "text", "text", "text", "float8", "text", "text", "text",
+    "float8", "text", "int8", "int8", "text", "text", "text", "text", "int8", "int8", "float8",
+    "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
+    "text", "int8", "text", "text", "text", "int8", "int8", "int8", "int8", "bytea",
+];
 
 /// The start of each write statement (`INSERT INTO t (columns) `) and its conflict clause; the
 /// PostgreSQL writer appends multi-row `VALUES` lists, the SQLite writer one row's parameters.
