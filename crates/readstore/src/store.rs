@@ -271,12 +271,12 @@ impl ReadStore {
                     // starts again (see `bound_wal`).
                     .pragma("journal_size_limit", "67108864")
                     .pragma("mmap_size", "268435456")
-                    // A batch's multi-row statements run to tens of thousands of parameters,
-                    // and the last chunk of each batch has a length of its own: a deep cache of
-                    // prepared statements would hold hundreds of megabytes of them.
+                    // A batch's `IN (…)` lookups run to a thousand parameters, and the last
+                    // chunk of each batch has a length of its own: a deep cache of prepared
+                    // statements would hold many of them.
                     .statement_cache_capacity(16)
                     // sqlx warns of a statement over a second with its whole text: a batch's
-                    // statements run to 100 kB, and the projector logs its batches' timings.
+                    // lookups run to tens of kB, and the projector logs its batches' timings.
                     .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
                 Backend::Sqlite(open_sqlite(&options).await?)
             }
