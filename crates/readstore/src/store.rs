@@ -1047,27 +1047,37 @@ impl StoreTx {
         &mut self,
         ids: &[[u8; 16]],
     ) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+        let c = match &mut self.inner {
+            TxBackend::Sqlite(c) => {
+                return sqlite_tx::run(c, |conn| sqlite_tx::audited_event_ids(conn, ids)).await
+            }
+            TxBackend::Postgres(c) => c,
+        };
+        type Db = Postgres;
         let mut found = HashMap::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
-            per_backend!(&mut self.inner, TxBackend, c => {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT event_id, log_partition, log_offset FROM customer_events \
-                     WHERE event_id IN (",
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT event_id, log_partition, log_offset FROM customer_events \
+                 WHERE event_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_slice());
+            }
+            q.push(")");
+            for r in q
+                .build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("looking up applied ids"))?
+            {
+                let e = || db("reading an applied id");
+                let partition: i64 = r.try_get(1).map_err(e())?;
+                found.insert(
+                    id16(r.try_get(0).map_err(e())?)?,
+                    (partition as i32, r.try_get(2).map_err(e())?),
                 );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_slice());
-                }
-                q.push(")");
-                for r in q.build().fetch_all(&mut **c).await.map_err(db("looking up applied ids"))? {
-                    let e = || db("reading an applied id");
-                    let partition: i64 = r.try_get(1).map_err(e())?;
-                    found.insert(
-                        id16(r.try_get(0).map_err(e())?)?,
-                        (partition as i32, r.try_get(2).map_err(e())?),
-                    );
-                }
-            });
+            }
         }
         Ok(found)
     }
@@ -1100,24 +1110,37 @@ impl StoreTx {
         version: i64,
         customers: &[&str],
     ) -> Result<HashMap<String, i64>, StoreError> {
+        let c = match &mut self.inner {
+            TxBackend::Sqlite(c) => {
+                return sqlite_tx::run(c, |conn| {
+                    sqlite_tx::open_dead_letters_of(conn, version, customers)
+                })
+                .await
+            }
+            TxBackend::Postgres(c) => c,
+        };
+        type Db = Postgres;
         let mut found: HashMap<String, i64> = HashMap::new();
         for chunk in customers.chunks(LOOKUP_CHUNK) {
-            per_backend!(&mut self.inner, TxBackend, c => {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT customer_id, MIN(id) FROM dead_letters WHERE status = 'open' \
-                     AND version = ",
-                );
-                q.push_bind(version).push(" AND customer_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(") GROUP BY customer_id");
-                for r in q.build().fetch_all(&mut **c).await.map_err(db("finding open dead letters"))? {
-                    let e = || db("reading an open dead letter");
-                    found.insert(r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?);
-                }
-            });
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT customer_id, MIN(id) FROM dead_letters WHERE status = 'open' \
+                 AND version = ",
+            );
+            q.push_bind(version).push(" AND customer_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(") GROUP BY customer_id");
+            for r in q
+                .build()
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("finding open dead letters"))?
+            {
+                let e = || db("reading an open dead letter");
+                found.insert(r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?);
+            }
         }
         Ok(found)
     }

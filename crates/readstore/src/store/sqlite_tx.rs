@@ -1,6 +1,6 @@
 //! A batch's statements on the SQLite read store, run through rusqlite on the transaction's
-//! own connection: its reads of the batch's customers and its writes, one prepared single-row
-//! statement per kind of row.
+//! own connection: its lookups by customer and by event id, and its writes, one prepared
+//! single-row statement per kind of row.
 //!
 //! sqlx sends a statement and its arguments to the connection's worker thread and each row
 //! back. For a batch that meant multi-row `INSERT … VALUES` statements of thousands of rows:
@@ -100,6 +100,53 @@ pub(super) fn load_customers(
         }
     }
     Ok(loaded)
+}
+
+/// Those of `ids` present in the audit copy, with the log position they were applied from.
+pub(super) fn audited_event_ids(
+    conn: &rusqlite::Connection,
+    ids: &[[u8; 16]],
+) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+    let context = "looking up applied ids";
+    let mut applied = conn
+        .prepare("SELECT log_partition, log_offset FROM customer_events WHERE event_id = ?1")
+        .map_err(sqlite(context))?;
+    let mut found = HashMap::new();
+    for id in ids {
+        if let Some(position) = applied
+            .query_row([id.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sqlite(context))?
+        {
+            found.insert(*id, position);
+        }
+    }
+    Ok(found)
+}
+
+/// For each of `customers` with an open dead letter in `version`: the earliest one's id.
+pub(super) fn open_dead_letters_of(
+    conn: &rusqlite::Connection,
+    version: i64,
+    customers: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let context = "finding open dead letters";
+    let mut earliest = conn
+        .prepare(
+            "SELECT MIN(id) FROM dead_letters WHERE status = 'open' AND version = ?1 \
+             AND customer_id = ?2",
+        )
+        .map_err(sqlite(context))?;
+    let mut found = HashMap::new();
+    for &customer in customers {
+        let id: Option<i64> = earliest
+            .query_row(params![version, customer], |r| r.get(0))
+            .map_err(sqlite(context))?;
+        if let Some(id) = id {
+            found.insert(customer.to_string(), id);
+        }
+    }
+    Ok(found)
 }
 
 /// Writes `batch` for `version`.
