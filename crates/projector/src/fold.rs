@@ -217,7 +217,8 @@ pub fn fold(
     checkpoint: bool,
 ) -> Result<BatchWrite, FoldError> {
     let mut carry = Carry::default();
-    fold_into(records, known, eval, checkpoint, &mut carry)?;
+    let mut known = known;
+    fold_into(records, &mut known, eval, checkpoint, &mut carry)?;
     Ok(carry.finish(eval))
 }
 
@@ -267,6 +268,17 @@ impl Carry {
         !self.out.events.is_empty() || !self.out.held.is_empty()
     }
 
+    /// The rows that are complete as soon as their event is folded (audit copy, transitions,
+    /// held events), taken out so that they can be written while later records are folded.
+    pub fn take_rows(&mut self) -> BatchWrite {
+        BatchWrite {
+            events: std::mem::take(&mut self.out.events),
+            transitions: std::mem::take(&mut self.out.transitions),
+            held: std::mem::take(&mut self.out.held),
+            ..BatchWrite::default()
+        }
+    }
+
     /// Every row to write, customers in id order.
     pub fn finish(self, eval: &Evaluation<'_>) -> BatchWrite {
         let mut out = self.out;
@@ -283,7 +295,7 @@ impl Carry {
 /// state there, others from what `known` loaded.
 pub fn fold_into(
     records: &[Record],
-    mut known: Known,
+    known: &mut Known,
     eval: &Evaluation<'_>,
     checkpoint: bool,
     carry: &mut Carry,

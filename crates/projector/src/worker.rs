@@ -137,6 +137,9 @@ struct Held {
     base: BTreeMap<i32, i64>,
 }
 
+/// Records a batch written at once folds before it hands the rows they completed to the writer.
+const STREAMED_RECORDS: usize = 2_000;
+
 /// Customers whose re-evaluation goes in one transaction.
 const REEVALUATE_PAGE: i64 = 2_000;
 
@@ -557,19 +560,39 @@ impl Projector {
         };
         let (applied_before, held_before) = (held.carry.applied(), held.carry.held_events());
         let records = Arc::new(records);
-        let (carry, write, records, applied, held_events) = {
+        // A batch written now streams the rows its events complete (audit copy, transitions)
+        // to this task, which writes them while the fold goes on with the next records.
+        let (parts, mut written_parts) = mpsc::channel::<BatchWrite>(2);
+        let folding = {
             let attached = attached.clone();
             let records = records.clone();
             let mut carry = std::mem::take(&mut held.carry);
+            let mut known = known;
             tokio::task::spawn_blocking(move || {
                 let eval = Evaluation {
                     policies: &attached.policies,
                     lineage: &attached.lineage,
                     as_of,
                 };
-                fold::fold_into(&records, known, &eval, true, &mut carry)?;
+                let chunk = if write_now {
+                    STREAMED_RECORDS
+                } else {
+                    records.len().max(1)
+                };
+                let mut streamed_held = 0;
+                for part in records.chunks(chunk) {
+                    fold::fold_into(part, &mut known, &eval, true, &mut carry)?;
+                    if write_now {
+                        let rows = carry.take_rows();
+                        streamed_held += rows.held.len();
+                        if parts.blocking_send(rows).is_err() {
+                            // The writer failed; its error is the batch's.
+                            break;
+                        }
+                    }
+                }
                 let applied = carry.applied() - applied_before;
-                let held_events = (carry.held_events() - held_before) as u64;
+                let held_events = (streamed_held + carry.held_events() - held_before) as u64;
                 if write_now
                     || carry.must_write()
                     || carry.customers() >= hold
@@ -586,8 +609,11 @@ impl Projector {
                     Ok((Some(carry), None, records, applied, held_events))
                 }
             })
-            .await??
         };
+        while let Some(rows) = written_parts.recv().await {
+            tx.write(version, &rows, now).await?;
+        }
+        let (carry, write, records, applied, held_events) = folding.await??;
         let folded_at = Instant::now();
         // Where the version is now, including partitions whose records of this batch were all
         // reflected already (a checkpoint never moves back).
@@ -601,6 +627,7 @@ impl Projector {
                 if let Err(err) = self.store.bound_wal(WAL_LIMIT_BYTES).await {
                     tracing::warn!(error = %err, "bounding the read store's WAL failed");
                 }
+                // The fold's time includes writing the rows streamed to this task meanwhile.
                 tracing::debug!(
                     load_ms = (loaded_at - started).as_millis() as u64,
                     fold_ms = (folded_at - loaded_at).as_millis() as u64,

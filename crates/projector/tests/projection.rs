@@ -549,8 +549,8 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
         event_json("0190c6a8-0000-7000-8000-000000000002", "CUST-Y", 2),
     );
     let mut carry = Carry::default();
-    fold_into(&[x], known(), &at(AS_OF), true, &mut carry).expect("first batch");
-    fold_into(&[y], known(), &at(later), true, &mut carry).expect("second batch");
+    fold_into(&[x], &mut known(), &at(AS_OF), true, &mut carry).expect("first batch");
+    fold_into(&[y], &mut known(), &at(later), true, &mut carry).expect("second batch");
     let written = carry.finish(&at(later));
     let evaluated: HashMap<&str, i64> = written
         .customers
