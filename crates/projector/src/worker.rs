@@ -528,14 +528,19 @@ impl Projector {
             ids: dead_letters,
             new: new_dead_letters,
         } = dead_letter_batch(&mut tx, version, &mut records, now).await?;
-        // The audit copy can only hold these events if the log may repeat them (Kafka) or
-        // another version has been this far already.
+        // The audit copy can only hold these events if the log may repeat them (Kafka), at
+        // any position: each id is looked up; or if another version has been this far already,
+        // at their own positions: the positions are read.
         let frontier = tx.audit_frontier().await?;
-        let behind = records.iter().any(|r| {
-            let (partition, offset) = r.position();
-            frontier.get(&partition).is_some_and(|&f| offset <= f)
-        });
-        let audited = if check_duplicates || behind {
+        let mut behind: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for record in &records {
+            let (partition, offset) = record.position();
+            if frontier.get(&partition).is_some_and(|&f| offset <= f) {
+                let range = behind.entry(partition).or_insert((offset, offset));
+                *range = (range.0.min(offset), range.1.max(offset));
+            }
+        }
+        let audited = if check_duplicates {
             let ids: Vec<[u8; 16]> = records
                 .iter()
                 .filter_map(|r| match r {
@@ -544,6 +549,8 @@ impl Projector {
                 })
                 .collect();
             tx.audited_event_ids(&ids).await?
+        } else if !behind.is_empty() {
+            tx.audited_at(&behind).await?
         } else {
             HashMap::new()
         };

@@ -43,6 +43,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "rebuilds",
         include_str!("../../../projections/migrations/sqlite/0005_rebuilds.sql"),
     ),
+    (
+        6,
+        "audit positions",
+        include_str!("../../../projections/migrations/sqlite/0006_audit_positions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -74,6 +79,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "inline cards",
         include_str!("../../../projections/migrations/postgres/0006_inline_cards.sql"),
+    ),
+    (
+        7,
+        "audit positions",
+        include_str!("../../../projections/migrations/postgres/0007_audit_positions.sql"),
     ),
 ];
 
@@ -1076,6 +1086,42 @@ impl StoreTx {
                 found.insert(
                     id16(r.try_get(0).map_err(e())?)?,
                     (partition as i32, r.try_get(2).map_err(e())?),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// The events in the audit copy at positions within `ranges` (per partition, first and
+    /// last offset), with their positions. On a log that refuses a second copy of an event id,
+    /// these are all the ids of a batch over those positions that the audit copy holds.
+    pub async fn audited_at(
+        &mut self,
+        ranges: &BTreeMap<i32, (i64, i64)>,
+    ) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+        let c = match &mut self.inner {
+            TxBackend::Sqlite(c) => {
+                return sqlite_tx::run(c, |conn| sqlite_tx::audited_at(conn, ranges)).await
+            }
+            TxBackend::Postgres(c) => c,
+        };
+        let mut found = HashMap::new();
+        for (&partition, &(first, last)) in ranges {
+            let rows = sqlx::query(
+                "SELECT event_id, log_offset FROM customer_events \
+                 WHERE log_partition = $1 AND log_offset BETWEEN $2 AND $3",
+            )
+            .bind(i64::from(partition))
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(db("looking up the audit copy by position"))?;
+            for r in rows {
+                let e = || db("reading the audit copy by position");
+                found.insert(
+                    id16(r.try_get(0).map_err(e())?)?,
+                    (partition, r.try_get(1).map_err(e())?),
                 );
             }
         }

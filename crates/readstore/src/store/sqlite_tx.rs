@@ -9,7 +9,7 @@
 //! the worker thread). sqlx lends the connection out while its worker waits; each statement
 //! here is prepared once per batch and re-run with borrowed values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
@@ -119,6 +119,33 @@ pub(super) fn audited_event_ids(
             .map_err(sqlite(context))?
         {
             found.insert(*id, position);
+        }
+    }
+    Ok(found)
+}
+
+/// The events in the audit copy at positions within `ranges`, with their positions.
+pub(super) fn audited_at(
+    conn: &rusqlite::Connection,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+    let context = "looking up the audit copy by position";
+    let mut in_range = conn
+        .prepare(
+            "SELECT event_id, log_offset FROM customer_events \
+             WHERE log_partition = ?1 AND log_offset BETWEEN ?2 AND ?3",
+        )
+        .map_err(sqlite(context))?;
+    let mut found = HashMap::new();
+    for (&partition, &(first, last)) in ranges {
+        let mut rows = in_range
+            .query(params![partition, first, last])
+            .map_err(sqlite(context))?;
+        while let Some(r) = rows.next().map_err(sqlite(context))? {
+            found.insert(
+                r.get::<_, [u8; 16]>(0).map_err(sqlite(context))?,
+                (partition, r.get(1).map_err(sqlite(context))?),
+            );
         }
     }
     Ok(found)
