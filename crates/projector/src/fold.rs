@@ -14,7 +14,7 @@ use clientlog_domain::{evaluate, CustomerCard, CustomerId, CustomerState, Polici
 use clientlog_eventlog::{BadRecord, StoredEvent};
 use clientlog_readstore::{
     chain_hash, AuditRow, BatchWrite, Cause, ChainHead, CustomerRow, FactorValue, HeldEvent,
-    Lineage, LoadedCustomer, StateRow, Summary, TransitionRow,
+    Lineage, ListKeys, LoadedCustomer, StateRow, Summary, TransitionRow,
 };
 
 /// One item of the log as the projector sees it.
@@ -95,6 +95,8 @@ struct Working {
     evaluated_at: Option<i64>,
     head: Option<ChainHead>,
     position: Option<(i32, i64)>,
+    /// What the store's row holds, as loaded (the write need not read it again).
+    stored_keys: Option<ListKeys>,
     verdict: Option<Verdict>,
     state_changed: bool,
     head_changed: bool,
@@ -122,20 +124,23 @@ impl Working {
                 })
             }
         };
-        let (marks, evaluated_at, position) = match loaded.summary {
+        let (marks, evaluated_at, position, stored_keys) = match loaded.summary {
             Some(Summary {
-                grade,
-                stage,
-                risk_band,
+                keys,
                 evaluated_at,
                 log_partition,
                 log_offset,
             }) => (
-                Some((grade, stage, risk_band)),
+                Some((
+                    keys.grade.clone(),
+                    keys.stage.clone(),
+                    keys.risk_band.clone(),
+                )),
                 Some(evaluated_at),
                 Some((log_partition, log_offset)),
+                Some(keys),
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         Ok(Self {
             id,
@@ -144,6 +149,7 @@ impl Working {
             evaluated_at,
             head: loaded.head,
             position,
+            stored_keys,
             verdict: None,
             state_changed: false,
             head_changed: false,
@@ -420,6 +426,9 @@ fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
     let Some(verdict) = w.verdict else { return };
     let (log_partition, log_offset) = w.position.unwrap_or((0, 0));
     let customer_id = w.id.as_str().to_string();
+    if let Some(keys) = w.stored_keys {
+        out.stored_keys.insert(customer_id.clone(), keys);
+    }
     if w.head_changed {
         if let Some(head) = w.head {
             out.heads.push((customer_id.clone(), head));

@@ -1,7 +1,7 @@
 //! The rows of the read models, as plain data. The projector fills them from the domain's
 //! verdicts and cards; this crate only stores and loads them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The code version of the projection: bump it when the way rows are derived changes, so rows
 /// written by older code can be told apart (and rebuilt).
@@ -198,15 +198,32 @@ pub struct LoadedCustomer {
     pub head: Option<ChainHead>,
 }
 
-/// The parts of a stored verdict that transitions are about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a batch needs of a stored customers row: the values its list indexes cover (grade,
+/// stage and risk band are also what transitions are about), the as_of of its verdict and the
+/// log position it reflects.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    pub grade: String,
-    pub stage: String,
-    pub risk_band: String,
+    pub keys: ListKeys,
     pub evaluated_at: i64,
     pub log_partition: i32,
     pub log_offset: i64,
+}
+
+/// A stored customers row's values of the columns the list indexes cover. A write that knows
+/// them assigns only those the new row changes (SQLite rewrites every index whose columns an
+/// update assigns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListKeys {
+    pub owner: Option<String>,
+    pub segment: Option<String>,
+    pub region: Option<String>,
+    pub grade: String,
+    pub score: f64,
+    pub grade_inputs: Option<Vec<u8>>,
+    pub stage: String,
+    pub last_activity_on: Option<String>,
+    pub risk_band: String,
+    pub risk: f64,
 }
 
 /// A record the projector could not decode, to be dead-lettered.
@@ -273,6 +290,9 @@ pub struct BatchWrite {
     /// Events folded into states: those in `events`, and those another version had already
     /// put in the audit copy (not written again).
     pub applied: u64,
+    /// The list keys the store holds for customers of `customers`, as the batch loaded them;
+    /// the write reads those of the others itself.
+    pub stored_keys: HashMap<String, ListKeys>,
 }
 
 impl BatchWrite {

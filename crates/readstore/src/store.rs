@@ -745,21 +745,7 @@ const INDEXED_COLUMNS: [&str; 10] = [
 /// Every bit of [`INDEXED_COLUMNS`]: a new row, or one whose stored values are unknown.
 const ALL_INDEXED: u16 = (1 << INDEXED_COLUMNS.len()) - 1;
 
-/// A stored customers row's values of [`INDEXED_COLUMNS`].
-struct IndexedValues {
-    owner: Option<String>,
-    segment: Option<String>,
-    region: Option<String>,
-    grade: String,
-    score: f64,
-    grade_inputs: Option<Vec<u8>>,
-    stage: String,
-    last_activity_on: Option<String>,
-    risk_band: String,
-    risk: f64,
-}
-
-impl IndexedValues {
+impl ListKeys {
     /// Bit `i` is set when `row`'s value of `INDEXED_COLUMNS[i]` differs from the stored one.
     fn changed(&self, row: &CustomerRow) -> u16 {
         [
@@ -998,10 +984,11 @@ impl StoreTx {
                     Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
             }
 
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, grade, stage, risk_band, evaluated_at, log_partition, \
-                 log_offset FROM customers WHERE version = ",
-            );
+            let mut q = QueryBuilder::<Db>::new(format!(
+                "SELECT customer_id, {}, evaluated_at, log_partition, log_offset \
+                 FROM customers WHERE version = ",
+                INDEXED_COLUMNS.join(", ")
+            ));
             q.push_bind(version).push(" AND customer_id IN (");
             let mut list = q.separated(", ");
             for id in chunk {
@@ -1016,14 +1003,23 @@ impl StoreTx {
             {
                 let e = || db("loading a verdict");
                 let id: String = r.try_get(0).map_err(e())?;
-                let partition: i64 = r.try_get(5).map_err(e())?;
+                let partition: i64 = r.try_get(12).map_err(e())?;
                 entry(&mut loaded, id).summary = Some(Summary {
-                    grade: r.try_get(1).map_err(e())?,
-                    stage: r.try_get(2).map_err(e())?,
-                    risk_band: r.try_get(3).map_err(e())?,
-                    evaluated_at: r.try_get(4).map_err(e())?,
+                    keys: ListKeys {
+                        owner: r.try_get(1).map_err(e())?,
+                        segment: r.try_get(2).map_err(e())?,
+                        region: r.try_get(3).map_err(e())?,
+                        grade: r.try_get(4).map_err(e())?,
+                        score: r.try_get(5).map_err(e())?,
+                        grade_inputs: r.try_get(6).map_err(e())?,
+                        stage: r.try_get(7).map_err(e())?,
+                        last_activity_on: r.try_get(8).map_err(e())?,
+                        risk_band: r.try_get(9).map_err(e())?,
+                        risk: r.try_get(10).map_err(e())?,
+                    },
+                    evaluated_at: r.try_get(11).map_err(e())?,
                     log_partition: partition as i32,
-                    log_offset: r.try_get(6).map_err(e())?,
+                    log_offset: r.try_get(13).map_err(e())?,
                 });
             }
 

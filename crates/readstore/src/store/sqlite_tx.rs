@@ -15,13 +15,13 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    blocking, cause_columns, customer_conflict, IndexedValues, ALL_INDEXED, CHANGES_CONFLICT,
-    CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
-    CUSTOMER_INSERT, EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT,
-    INDEXED_COLUMNS, STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
+    blocking, cause_columns, customer_conflict, ALL_INDEXED, CHANGES_CONFLICT, CHANGES_INSERT,
+    CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT,
+    EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS,
+    STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
-use crate::model::{BatchWrite, ChainHead, CustomerRow, LoadedCustomer, Summary};
+use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
 
 /// Runs `f` on the connection of `tx`, inside its open transaction.
 pub(super) async fn run<T>(
@@ -57,10 +57,11 @@ pub(super) fn load_customers(
         .prepare("SELECT format, state FROM customer_state WHERE version = ?1 AND customer_id = ?2")
         .map_err(sqlite(context))?;
     let mut summary = conn
-        .prepare(
-            "SELECT grade, stage, risk_band, evaluated_at, log_partition, log_offset \
+        .prepare(&format!(
+            "SELECT {}, evaluated_at, log_partition, log_offset \
              FROM customers WHERE version = ?1 AND customer_id = ?2",
-        )
+            INDEXED_COLUMNS.join(", ")
+        ))
         .map_err(sqlite(context))?;
     let mut head = conn
         .prepare("SELECT seq, hash FROM audit_heads WHERE customer_id = ?1")
@@ -75,12 +76,10 @@ pub(super) fn load_customers(
             summary: summary
                 .query_row(params![version, customer], |r| {
                     Ok(Summary {
-                        grade: r.get(0)?,
-                        stage: r.get(1)?,
-                        risk_band: r.get(2)?,
-                        evaluated_at: r.get(3)?,
-                        log_partition: r.get(4)?,
-                        log_offset: r.get(5)?,
+                        keys: list_keys(r)?,
+                        evaluated_at: r.get(INDEXED_COLUMNS.len())?,
+                        log_partition: r.get(INDEXED_COLUMNS.len() + 1)?,
+                        log_offset: r.get(INDEXED_COLUMNS.len() + 2)?,
                     })
                 })
                 .optional()
@@ -183,7 +182,7 @@ pub(super) fn write(
     batch: &BatchWrite,
     now: i64,
 ) -> Result<(), StoreError> {
-    write_customers(conn, version, &batch.customers)?;
+    write_customers(conn, version, &batch.customers, &batch.stored_keys)?;
     write_changes(conn, version, &batch.customers)?;
 
     let mut states = conn
@@ -273,11 +272,12 @@ pub(super) fn write(
 }
 
 /// Each row assigns only the indexed columns whose stored value it changes (see
-/// `INDEXED_COLUMNS`), so the stored values are read first.
+/// `INDEXED_COLUMNS`): the values the batch loaded, or else read here.
 fn write_customers(
     conn: &rusqlite::Connection,
     version: i64,
     rows: &[CustomerRow],
+    batch_keys: &HashMap<String, ListKeys>,
 ) -> Result<(), StoreError> {
     let mut stored = conn
         .prepare(&format!(
@@ -287,24 +287,14 @@ fn write_customers(
         .map_err(sqlite("preparing the list key lookup"))?;
     let mut upserts: HashMap<u16, rusqlite::Statement<'_>> = HashMap::new();
     for row in rows {
-        let changed = stored
-            .query_row(params![version, row.customer_id], |r| {
-                Ok(IndexedValues {
-                    owner: r.get(0)?,
-                    segment: r.get(1)?,
-                    region: r.get(2)?,
-                    grade: r.get(3)?,
-                    score: r.get(4)?,
-                    grade_inputs: r.get(5)?,
-                    stage: r.get(6)?,
-                    last_activity_on: r.get(7)?,
-                    risk_band: r.get(8)?,
-                    risk: r.get(9)?,
-                })
-            })
-            .optional()
-            .map_err(sqlite("reading a customer's list keys"))?
-            .map_or(ALL_INDEXED, |values| values.changed(row));
+        let changed = match batch_keys.get(&row.customer_id) {
+            Some(keys) => keys.changed(row),
+            None => stored
+                .query_row(params![version, row.customer_id], list_keys)
+                .optional()
+                .map_err(sqlite("reading a customer's list keys"))?
+                .map_or(ALL_INDEXED, |keys| keys.changed(row)),
+        };
         let upsert = match upserts.entry(changed) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -393,6 +383,22 @@ fn write_changes(
             .map_err(sqlite("writing the change feed"))?;
     }
     Ok(())
+}
+
+/// The list keys of a row whose first columns are `INDEXED_COLUMNS`, in that order.
+fn list_keys(r: &rusqlite::Row<'_>) -> rusqlite::Result<ListKeys> {
+    Ok(ListKeys {
+        owner: r.get(0)?,
+        segment: r.get(1)?,
+        region: r.get(2)?,
+        grade: r.get(3)?,
+        score: r.get(4)?,
+        grade_inputs: r.get(5)?,
+        stage: r.get(6)?,
+        last_activity_on: r.get(7)?,
+        risk_band: r.get(8)?,
+        risk: r.get(9)?,
+    })
 }
 
 /// `insert` (`INSERT INTO t (columns) `) with one row of `columns` numbered parameters, then
