@@ -953,7 +953,7 @@ impl StoreTx {
             }
             TxBackend::Postgres(c) => c,
         };
-        type Db = Postgres;
+        // One statement per table, the ids bound as one array (prepared once).
         let mut loaded: HashMap<String, LoadedCustomer> = HashMap::with_capacity(customers.len());
         fn entry(loaded: &mut HashMap<String, LoadedCustomer>, id: String) -> &mut LoadedCustomer {
             loaded.entry(id).or_insert(LoadedCustomer {
@@ -962,88 +962,69 @@ impl StoreTx {
                 head: None,
             })
         }
-        for chunk in customers.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
-            );
-            q.push_bind(version).push(" AND customer_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
-            for r in q
-                .build()
-                .fetch_all(&mut **c)
-                .await
-                .map_err(db("loading states"))?
-            {
-                let e = || db("loading a state");
-                let id: String = r.try_get(0).map_err(e())?;
-                entry(&mut loaded, id).state =
-                    Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
-            }
+        let states = sqlx::query(
+            "SELECT customer_id, format, state FROM customer_state \
+             WHERE version = $1 AND customer_id = ANY($2)",
+        )
+        .bind(version)
+        .bind(customers)
+        .fetch_all(&mut **c)
+        .await
+        .map_err(db("loading states"))?;
+        for r in states {
+            let e = || db("loading a state");
+            let id: String = r.try_get(0).map_err(e())?;
+            entry(&mut loaded, id).state =
+                Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
+        }
 
-            let mut q = QueryBuilder::<Db>::new(format!(
-                "SELECT customer_id, {}, evaluated_at, log_partition, log_offset \
-                 FROM customers WHERE version = ",
-                INDEXED_COLUMNS.join(", ")
-            ));
-            q.push_bind(version).push(" AND customer_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
-            for r in q
-                .build()
-                .fetch_all(&mut **c)
-                .await
-                .map_err(db("loading verdicts"))?
-            {
-                let e = || db("loading a verdict");
-                let id: String = r.try_get(0).map_err(e())?;
-                let partition: i64 = r.try_get(12).map_err(e())?;
-                entry(&mut loaded, id).summary = Some(Summary {
-                    keys: ListKeys {
-                        owner: r.try_get(1).map_err(e())?,
-                        segment: r.try_get(2).map_err(e())?,
-                        region: r.try_get(3).map_err(e())?,
-                        grade: r.try_get(4).map_err(e())?,
-                        score: r.try_get(5).map_err(e())?,
-                        grade_inputs: r.try_get(6).map_err(e())?,
-                        stage: r.try_get(7).map_err(e())?,
-                        last_activity_on: r.try_get(8).map_err(e())?,
-                        risk_band: r.try_get(9).map_err(e())?,
-                        risk: r.try_get(10).map_err(e())?,
-                    },
-                    evaluated_at: r.try_get(11).map_err(e())?,
-                    log_partition: partition as i32,
-                    log_offset: r.try_get(13).map_err(e())?,
-                });
-            }
+        let verdicts = sqlx::query(&format!(
+            "SELECT customer_id, {}, evaluated_at, log_partition, log_offset \
+             FROM customers WHERE version = $1 AND customer_id = ANY($2)",
+            INDEXED_COLUMNS.join(", ")
+        ))
+        .bind(version)
+        .bind(customers)
+        .fetch_all(&mut **c)
+        .await
+        .map_err(db("loading verdicts"))?;
+        for r in verdicts {
+            let e = || db("loading a verdict");
+            let id: String = r.try_get(0).map_err(e())?;
+            let partition: i64 = r.try_get(12).map_err(e())?;
+            entry(&mut loaded, id).summary = Some(Summary {
+                keys: ListKeys {
+                    owner: r.try_get(1).map_err(e())?,
+                    segment: r.try_get(2).map_err(e())?,
+                    region: r.try_get(3).map_err(e())?,
+                    grade: r.try_get(4).map_err(e())?,
+                    score: r.try_get(5).map_err(e())?,
+                    grade_inputs: r.try_get(6).map_err(e())?,
+                    stage: r.try_get(7).map_err(e())?,
+                    last_activity_on: r.try_get(8).map_err(e())?,
+                    risk_band: r.try_get(9).map_err(e())?,
+                    risk: r.try_get(10).map_err(e())?,
+                },
+                evaluated_at: r.try_get(11).map_err(e())?,
+                log_partition: partition as i32,
+                log_offset: r.try_get(13).map_err(e())?,
+            });
+        }
 
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
-            for r in q
-                .build()
-                .fetch_all(&mut **c)
-                .await
-                .map_err(db("loading chain heads"))?
-            {
-                let e = || db("loading a chain head");
-                let id: String = r.try_get(0).map_err(e())?;
-                entry(&mut loaded, id).head = Some(ChainHead {
-                    seq: r.try_get(1).map_err(e())?,
-                    hash: hash32(r.try_get(2).map_err(e())?)?,
-                });
-            }
+        let heads = sqlx::query(
+            "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id = ANY($1)",
+        )
+        .bind(customers)
+        .fetch_all(&mut **c)
+        .await
+        .map_err(db("loading chain heads"))?;
+        for r in heads {
+            let e = || db("loading a chain head");
+            let id: String = r.try_get(0).map_err(e())?;
+            entry(&mut loaded, id).head = Some(ChainHead {
+                seq: r.try_get(1).map_err(e())?,
+                hash: hash32(r.try_get(2).map_err(e())?)?,
+            });
         }
         Ok(loaded)
     }
@@ -1059,31 +1040,23 @@ impl StoreTx {
             }
             TxBackend::Postgres(c) => c,
         };
-        type Db = Postgres;
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT event_id, log_partition, log_offset FROM customer_events \
-                 WHERE event_id IN (",
+        let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_slice()).collect();
+        let rows = sqlx::query(
+            "SELECT event_id, log_partition, log_offset FROM customer_events \
+             WHERE event_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&mut **c)
+        .await
+        .map_err(db("looking up applied ids"))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let e = || db("reading an applied id");
+            let partition: i64 = r.try_get(1).map_err(e())?;
+            found.insert(
+                id16(r.try_get(0).map_err(e())?)?,
+                (partition as i32, r.try_get(2).map_err(e())?),
             );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_slice());
-            }
-            q.push(")");
-            for r in q
-                .build()
-                .fetch_all(&mut **c)
-                .await
-                .map_err(db("looking up applied ids"))?
-            {
-                let e = || db("reading an applied id");
-                let partition: i64 = r.try_get(1).map_err(e())?;
-                found.insert(
-                    id16(r.try_get(0).map_err(e())?)?,
-                    (partition as i32, r.try_get(2).map_err(e())?),
-                );
-            }
         }
         Ok(found)
     }
@@ -1161,28 +1134,19 @@ impl StoreTx {
             }
             TxBackend::Postgres(c) => c,
         };
-        type Db = Postgres;
-        let mut found: HashMap<String, i64> = HashMap::new();
-        for chunk in customers.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, MIN(id) FROM dead_letters WHERE status = 'open' \
-                 AND version = ",
-            );
-            q.push_bind(version).push(" AND customer_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(") GROUP BY customer_id");
-            for r in q
-                .build()
-                .fetch_all(&mut **c)
-                .await
-                .map_err(db("finding open dead letters"))?
-            {
-                let e = || db("reading an open dead letter");
-                found.insert(r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?);
-            }
+        let rows = sqlx::query(
+            "SELECT customer_id, MIN(id) FROM dead_letters WHERE status = 'open' \
+             AND version = $1 AND customer_id = ANY($2) GROUP BY customer_id",
+        )
+        .bind(version)
+        .bind(customers)
+        .fetch_all(&mut **c)
+        .await
+        .map_err(db("finding open dead letters"))?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let e = || db("reading an open dead letter");
+            found.insert(r.try_get(0).map_err(e())?, r.try_get(1).map_err(e())?);
         }
         Ok(found)
     }
