@@ -32,6 +32,10 @@ pub fn service(test: &str, var: &str) -> Option<String> {
     }
 }
 
+/// A file to append the output of every [`TansuBroker`] to (default: discarded); set
+/// `RUST_LOG` as well for tansu's debug lines.
+pub const TANSU_LOG: &str = "CLIENTLOG_TANSU_LOG";
+
 /// The tansu binary to run, if one can be found.
 pub fn tansu_binary(test: &str) -> Option<std::path::PathBuf> {
     if let Ok(bin) = std::env::var(TANSU_BIN) {
@@ -56,6 +60,127 @@ pub fn tansu_binary(test: &str) -> Option<std::path::PathBuf> {
 /// A topic or group name no other test uses.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A config for a fresh topic on the test broker at `brokers` (3 partitions keeps tansu quick).
+pub fn kafka_test_config(brokers: &str) -> crate::KafkaConfig {
+    crate::KafkaConfig {
+        partitions: 3,
+        reader_group_id: unique_name("clientlog-test-reader"),
+        message_timeout: std::time::Duration::from_secs(20),
+        ..crate::KafkaConfig::new(brokers).with_topic(unique_name("clientlog-test"))
+    }
+}
+
+/// A plain producer, as a foreign client would use.
+pub fn raw_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "20000")
+        .create()
+        .expect("raw producer")
+}
+
+/// Produces `value` with `headers` to `topic` through `producer`, keyed `RAW`, as it is.
+pub async fn produce_raw(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    value: &[u8],
+    headers: rdkafka::message::OwnedHeaders,
+) -> crate::Position {
+    let record = rdkafka::producer::FutureRecord::to(topic)
+        .key("RAW")
+        .payload(value)
+        .headers(headers);
+    let delivery = producer
+        .send(record, std::time::Duration::from_secs(20))
+        .await
+        .map_err(|(err, _)| err)
+        .expect("raw produce");
+    crate::Position::new(delivery.partition, delivery.offset)
+}
+
+/// A PostgreSQL database owned by one test, `<prefix>_<uuid>` on the server of an admin URL
+/// (see [`DATABASE_URL`]); dropped, with whatever connections are still open to it, when this
+/// value is.
+pub struct ScratchDatabase {
+    admin: String,
+    pub name: String,
+    /// The admin URL with its database replaced by [`ScratchDatabase::name`].
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates the database on the server of `admin`.
+    pub async fn create(admin: &str, prefix: &str) -> Result<Self, sqlx::Error> {
+        use sqlx::Connection;
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(Self {
+            admin: admin.to_string(),
+            url: database_url(admin, &name),
+            name,
+        })
+    }
+
+    /// Runs `sql` (any number of statements, no parameters) in the database.
+    pub async fn execute_script(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        // Without arguments sqlx sends the simple-query message, which runs every statement.
+        conn.execute(sql).await?;
+        conn.close().await
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // A runtime of its own on a thread of its own: drop may run inside or outside one.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| err.to_string())?;
+            runtime
+                .block_on(async {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await?;
+                    conn.close().await
+                })
+                .map_err(|err| err.to_string())
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("could not drop test database {}: {err}", self.name),
+            Err(_) => eprintln!("could not drop test database {}: panicked", self.name),
+        }
+    }
+}
+
+/// `admin` (`postgres://user@host:port/db?options`) with its database replaced by `name`.
+pub fn database_url(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
 }
 
 /// Inserts `bytes` into the embedded log at `path` as they are, bypassing validation, the way
@@ -123,8 +248,9 @@ pub struct TansuBroker {
 }
 
 impl TansuBroker {
-    /// Starts `binary` with `storage` (`memory://tansu/` or a `postgres://` URL) and waits
-    /// until it accepts connections.
+    /// Starts `binary` with `storage` (`memory://tansu/`, or a `postgres://` URL of a database
+    /// with tansu's tables: `tests/tansu/postgres-schema.sql`) and waits until it accepts
+    /// connections.
     pub fn start(binary: &Path, storage: &str) -> std::io::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -151,9 +277,21 @@ impl TansuBroker {
                 &url,
             ])
             .args(["--storage-engine", storage])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(Self::output()?)
+            .stderr(Self::output()?)
             .spawn()
+    }
+
+    /// Where the broker's output goes: the file named by [`TANSU_LOG`], or nowhere.
+    fn output() -> std::io::Result<std::process::Stdio> {
+        match std::env::var_os(TANSU_LOG).filter(|path| !path.is_empty()) {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Into::into),
+            None => Ok(std::process::Stdio::null()),
+        }
     }
 
     fn wait_listening(&mut self) -> std::io::Result<()> {

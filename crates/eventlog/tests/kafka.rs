@@ -6,15 +6,16 @@ mod contract;
 
 use std::time::{Duration, Instant};
 
-use clientlog_eventlog::test_support::{self, purchase, unique_name};
+use clientlog_eventlog::test_support::{
+    self, kafka_test_config, produce_raw, purchase, raw_producer, unique_name,
+};
 use clientlog_eventlog::{
     EventLog, KafkaConfig, KafkaLog, LogError, Position, StartOffsets, WireMode,
 };
 use contract::Harness;
 use futures::StreamExt;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::producer::FutureProducer;
 
 /// Cases that check high-water marks exactly or start reading in the middle of what was
 /// appended. tansu 0.6.0's in-memory engine (the CI broker) answers ListOffsets(latest) with
@@ -32,49 +33,12 @@ struct Kafka {
     raw: FutureProducer,
 }
 
-/// A config for a fresh topic on the test broker (3 partitions keeps tansu quick).
-pub fn test_config(brokers: &str) -> KafkaConfig {
-    KafkaConfig {
-        partitions: 3,
-        reader_group_id: unique_name("clientlog-test-reader"),
-        message_timeout: Duration::from_secs(20),
-        ..KafkaConfig::new(brokers).with_topic(unique_name("clientlog-test"))
-    }
-}
-
-/// A plain producer, as a foreign client would use.
-fn raw_producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "20000")
-        .create()
-        .expect("raw producer")
-}
-
-async fn produce_raw(
-    producer: &FutureProducer,
-    topic: &str,
-    value: &[u8],
-    headers: OwnedHeaders,
-) -> Position {
-    let record = FutureRecord::to(topic)
-        .key("RAW")
-        .payload(value)
-        .headers(headers);
-    let delivery = producer
-        .send(record, Duration::from_secs(20))
-        .await
-        .map_err(|(err, _)| err)
-        .expect("raw produce");
-    Position::new(delivery.partition, delivery.offset)
-}
-
 impl Harness for Kafka {
     type Log = KafkaLog;
 
     async fn start(test: &str) -> Option<Self> {
         let brokers = test_support::service(test, test_support::KAFKA)?;
-        let mut config = test_config(&brokers);
+        let mut config = kafka_test_config(&brokers);
         if SINGLE_RECORD_BATCHES.contains(&test) {
             config
                 .client_options
@@ -104,7 +68,10 @@ impl Harness for Kafka {
     }
 
     async fn restart(&mut self) {
-        panic!("the shared test broker cannot restart; see kafka_restart.rs");
+        panic!(
+            "the shared test broker cannot restart; kafka_restart.rs runs this case on a tansu \
+             of its own"
+        );
     }
 }
 
@@ -185,7 +152,7 @@ async fn uses_an_existing_topic_as_it_is() {
     else {
         return;
     };
-    let config = test_config(&brokers);
+    let config = kafka_test_config(&brokers);
     let first = KafkaLog::connect(config.clone()).await.unwrap();
     assert_eq!(first.partition_count().await.unwrap(), 3);
     let second = KafkaLog::connect(KafkaConfig {

@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::{ReadStore, StoreConfig, StoreError};
 
-pub use clientlog_eventlog::test_support::{service, DATABASE_URL};
+pub use clientlog_eventlog::test_support::{database_url, service, DATABASE_URL};
 
 /// Which database a test store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,19 +89,3 @@ impl TestStore {
     }
 }
 
-/// `admin` with its database replaced by `name`.
-pub fn database_url(admin: &str, name: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
