@@ -78,6 +78,8 @@ pub struct Sizes {
     pub rebuild_customers: u32,
     pub rebuild_months: u32,
     pub rebuild_runs: usize,
+    /// Demo customers (one month of history each) of the rebuild whose memory is measured.
+    pub memory_customers: u32,
     /// Customers in the store the simulation reads.
     pub simulate_customers: u64,
     /// Demo customers and months served by the API.
@@ -107,6 +109,7 @@ impl Sizes {
             rebuild_customers: 20_000,
             rebuild_months: 232,
             rebuild_runs: 3,
+            memory_customers: 200_000,
             simulate_customers: 1_000_000,
             http_customers: 100_000,
             http_months: 12,
@@ -129,6 +132,7 @@ impl Sizes {
             rebuild_customers: 500,
             rebuild_months: 12,
             rebuild_runs: 3,
+            memory_customers: 20_000,
             simulate_customers: 100_000,
             http_customers: 2_000,
             http_months: 6,
@@ -151,6 +155,7 @@ impl Sizes {
             rebuild_customers: 30,
             rebuild_months: 3,
             rebuild_runs: 3,
+            memory_customers: 50,
             simulate_customers: 500,
             http_customers: 50,
             http_months: 3,
@@ -368,6 +373,7 @@ pub const FIGURES: &[(&str, FigureFn)] = &[
     ("projection", figures::projection),
     ("simulate", figures::simulate),
     ("rebuild", figures::rebuild),
+    ("memory", figures::rebuild_memory),
     ("http", http::requests),
     ("append-visible", http::append_visible),
 ];
