@@ -207,9 +207,8 @@ pub struct Known {
     pub blocked: HashMap<String, i64>,
     /// The dead-letter id of each bad record of this batch, by position.
     pub dead_letters: HashMap<(i32, i64), i64>,
-    /// Event ids in the audit copy, with the position they were applied from: at least those
-    /// of this batch's events that it holds (a lookup by position range may add others, which
-    /// no record asks for).
+    /// Event ids in the audit copy, with the position they were applied from: those of this
+    /// batch's events that it holds.
     /// The audit copy is shared by all versions: an event there at this very position was
     /// applied by another version first (this one is catching up) and is folded without a new
     /// audit row; at another position it is a second copy and changes nothing.

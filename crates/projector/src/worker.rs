@@ -550,7 +550,16 @@ impl Projector {
                 .collect();
             tx.audited_event_ids(&ids).await?
         } else if !behind.is_empty() {
-            tx.audited_at(&behind).await?
+            let present = tx.audited_positions(&behind).await?;
+            records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) if present.contains(&r.position()) => {
+                        Some((*e.event.id.as_uuid().as_bytes(), r.position()))
+                    }
+                    _ => None,
+                })
+                .collect()
         } else {
             HashMap::new()
         };

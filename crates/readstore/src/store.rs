@@ -1,7 +1,7 @@
 //! Connections, migrations and every statement of the read store.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -1061,38 +1061,29 @@ impl StoreTx {
         Ok(found)
     }
 
-    /// The events in the audit copy at positions within `ranges` (per partition, first and
-    /// last offset), with their positions. On a log that refuses a second copy of an event id,
-    /// these are all the ids of a batch over those positions that the audit copy holds.
-    pub async fn audited_at(
+    /// The positions within `ranges` (per partition, first and last offset) that the audit
+    /// copy holds. On a log that refuses a second copy of an event id, the event there is the
+    /// log's own event at that position.
+    pub async fn audited_positions(
         &mut self,
         ranges: &BTreeMap<i32, (i64, i64)>,
-    ) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+    ) -> Result<HashSet<(i32, i64)>, StoreError> {
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
-                return sqlite_tx::run(c, |conn| sqlite_tx::audited_at(conn, ranges)).await
+                return sqlite_tx::run(c, |conn| sqlite_tx::audited_positions(conn, ranges)).await
             }
             TxBackend::Postgres(c) => c,
         };
-        let mut found = HashMap::new();
+        let mut found = HashSet::new();
         for (&partition, &(first, last)) in ranges {
-            let rows = sqlx::query(
-                "SELECT event_id, log_offset FROM customer_events \
-                 WHERE log_partition = $1 AND log_offset BETWEEN $2 AND $3",
-            )
-            .bind(i64::from(partition))
-            .bind(first)
-            .bind(last)
-            .fetch_all(&mut **c)
-            .await
-            .map_err(db("looking up the audit copy by position"))?;
-            for r in rows {
-                let e = || db("reading the audit copy by position");
-                found.insert(
-                    id16(r.try_get(0).map_err(e())?)?,
-                    (partition, r.try_get(1).map_err(e())?),
-                );
-            }
+            let offsets: Vec<i64> = sqlx::query_scalar(AUDITED_POSITIONS)
+                .bind(i64::from(partition))
+                .bind(first)
+                .bind(last)
+                .fetch_all(&mut **c)
+                .await
+                .map_err(db("looking up the audit copy by position"))?;
+            found.extend(offsets.into_iter().map(|offset| (partition, offset)));
         }
         Ok(found)
     }
@@ -1663,6 +1654,10 @@ const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id,
      from_value, to_value, cause, cause_event_id, log_partition, log_offset, at) ";
 const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_offset, \
      customer_id, dead_letter_id, recorded_at, bytes) ";
+/// Positions the audit copy holds, by partition and offset range (`customer_events_by_position`
+/// covers it). SQLite reads `$n` as positional too.
+const AUDITED_POSITIONS: &str = "SELECT log_offset FROM customer_events \
+     WHERE log_partition = $1 AND log_offset BETWEEN $2 AND $3";
 const HELD_CONFLICT: &str = " ON CONFLICT (version, log_partition, log_offset) DO NOTHING";
 const CHECKPOINTS_INSERT: &str =
     "INSERT INTO checkpoints (version, log_partition, log_offset, updated_at) ";

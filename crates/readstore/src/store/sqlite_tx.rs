@@ -9,16 +9,16 @@
 //! the worker thread). sqlx lends the connection out while its worker waits; each statement
 //! here is prepared once per batch and re-run with borrowed values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    blocking, cause_columns, customer_conflict, ALL_INDEXED, CHANGES_CONFLICT, CHANGES_INSERT,
-    CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT,
-    EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS,
-    STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
+    blocking, cause_columns, customer_conflict, ALL_INDEXED, AUDITED_POSITIONS, CHANGES_CONFLICT,
+    CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
+    CUSTOMER_INSERT, EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT,
+    INDEXED_COLUMNS, STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -123,28 +123,20 @@ pub(super) fn audited_event_ids(
     Ok(found)
 }
 
-/// The events in the audit copy at positions within `ranges`, with their positions.
-pub(super) fn audited_at(
+/// The positions within `ranges` that the audit copy holds (read from its position index alone).
+pub(super) fn audited_positions(
     conn: &rusqlite::Connection,
     ranges: &BTreeMap<i32, (i64, i64)>,
-) -> Result<HashMap<[u8; 16], (i32, i64)>, StoreError> {
+) -> Result<HashSet<(i32, i64)>, StoreError> {
     let context = "looking up the audit copy by position";
-    let mut in_range = conn
-        .prepare(
-            "SELECT event_id, log_offset FROM customer_events \
-             WHERE log_partition = ?1 AND log_offset BETWEEN ?2 AND ?3",
-        )
-        .map_err(sqlite(context))?;
-    let mut found = HashMap::new();
+    let mut in_range = conn.prepare(AUDITED_POSITIONS).map_err(sqlite(context))?;
+    let mut found = HashSet::new();
     for (&partition, &(first, last)) in ranges {
         let mut rows = in_range
             .query(params![partition, first, last])
             .map_err(sqlite(context))?;
         while let Some(r) = rows.next().map_err(sqlite(context))? {
-            found.insert(
-                r.get::<_, [u8; 16]>(0).map_err(sqlite(context))?,
-                (partition, r.get(1).map_err(sqlite(context))?),
-            );
+            found.insert((partition, r.get(0).map_err(sqlite(context))?));
         }
     }
     Ok(found)
