@@ -235,19 +235,20 @@ pub fn fold(
 /// writing every batch would rewrite a customer's rows once per batch it appears in.
 #[derive(Default)]
 pub struct Carry {
-    working: HashMap<String, Working>,
+    /// By shard of the customer id (`shard_of`), so that shards fold apart.
+    working: [HashMap<String, Working>; SHARDS],
     out: BatchWrite,
 }
 
 impl Carry {
     /// Customers held.
     pub fn customers(&self) -> usize {
-        self.working.len()
+        self.working.iter().map(HashMap::len).sum()
     }
 
     /// Whether `customer` is held (its stored rows are older than its state here).
     pub fn holds(&self, customer: &str) -> bool {
-        self.working.contains_key(customer)
+        self.working[shard_of(customer)].contains_key(customer)
     }
 
     /// Rows other than customers' waiting to be written.
@@ -256,7 +257,7 @@ impl Carry {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.working.is_empty() && self.out.checkpoints.is_empty() && self.pending_rows() == 0
+        self.customers() == 0 && self.out.checkpoints.is_empty() && self.pending_rows() == 0
     }
 
     /// Events applied so far.
@@ -289,7 +290,11 @@ impl Carry {
     /// Every row to write, customers in id order.
     pub fn finish(self, eval: &Evaluation<'_>) -> BatchWrite {
         let mut out = self.out;
-        let mut customers: Vec<Working> = self.working.into_values().collect();
+        let mut customers: Vec<Working> = self
+            .working
+            .into_iter()
+            .flat_map(HashMap::into_values)
+            .collect();
         customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         for w in customers {
             finish(w, eval, &mut out);
@@ -298,47 +303,96 @@ impl Carry {
     }
 }
 
-/// Folds `records` (in log order) into `carry`: customers it holds are folded on from their
-/// state there, others from what `known` loaded.
-pub fn fold_into(
-    records: &[Record],
-    known: &mut Known,
-    eval: &Evaluation<'_>,
-    checkpoint: bool,
-    carry: &mut Carry,
-) -> Result<(), FoldError> {
-    let Carry { working, out } = carry;
-    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
-    for record in records {
+/// Customers are split in this many shards by id; a build that holds customers across batches
+/// folds each shard on a thread of its own ([`fold_into_sharded`]).
+const SHARDS: usize = 2;
+
+/// The shard of `customer`: FNV-1a of the id, the same in every run (unlike `RandomState`),
+/// so that a build writes its rows in the same order every time.
+fn shard_of(customer: &str) -> usize {
+    let hash = customer.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % SHARDS as u64) as usize
+}
+
+/// What the checks by event id, which span customers, say about one event of a batch.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Another copy of an event applied already (Kafka may deliver an event twice, or hold two
+    /// copies of it): it changes nothing.
+    Repeat,
+    /// In the audit copy at this very position: folded without a new audit row.
+    Audited,
+    New,
+}
+
+fn check(
+    event_id: [u8; 16],
+    position: (i32, i64),
+    audited: &HashMap<[u8; 16], (i32, i64)>,
+    seen: &mut HashSet<[u8; 16]>,
+) -> Check {
+    let found = match audited.get(&event_id) {
+        Some(&at) if at != position => return Check::Repeat,
+        Some(_) => Check::Audited,
+        None => Check::New,
+    };
+    if seen.insert(event_id) {
+        found
+    } else {
+        Check::Repeat
+    }
+}
+
+fn event_id(stored: &StoredEvent) -> [u8; 16] {
+    *stored.event.id.as_uuid().as_bytes()
+}
+
+/// The customers of one shard while a batch is folded: what the store loaded for them, those
+/// held behind a dead letter, their working states, and where their rows go.
+struct Shard<'a> {
+    working: &'a mut HashMap<String, Working>,
+    loaded: &'a mut HashMap<String, LoadedCustomer>,
+    blocked: &'a mut HashMap<String, i64>,
+    dead_letters: &'a HashMap<(i32, i64), i64>,
+    out: &'a mut BatchWrite,
+}
+
+impl Shard<'_> {
+    /// Folds one record. `check` is what the checks by id said of an event. Returns whether
+    /// the event got a new audit row.
+    fn fold(
+        &mut self,
+        record: &Record,
+        check: Option<Check>,
+        eval: &Evaluation<'_>,
+        checkpoint: bool,
+    ) -> Result<bool, FoldError> {
         let (partition, offset) = record.position();
         if checkpoint {
-            let entry = out.checkpoints.entry(partition).or_insert(offset);
+            let entry = self.out.checkpoints.entry(partition).or_insert(offset);
             *entry = (*entry).max(offset);
         }
         let stored = match record {
             Record::Bad(bad) => {
                 if let (Some(customer), Some(&id)) =
-                    (&bad.key, known.dead_letters.get(&(partition, offset)))
+                    (&bad.key, self.dead_letters.get(&(partition, offset)))
                 {
-                    known.blocked.entry(customer.clone()).or_insert(id);
+                    self.blocked.entry(customer.clone()).or_insert(id);
                 }
-                continue;
+                return Ok(false);
             }
             Record::Event(stored) => stored,
         };
-        let event_id = *stored.event.id.as_uuid().as_bytes();
-        // Kafka may deliver an event twice (or hold two copies of it): applied once.
-        let audited = match known.audited.get(&event_id) {
-            Some(&at) if at != (partition, offset) => continue,
-            Some(_) => true,
-            None => false,
+        let audited = match check {
+            Some(Check::Repeat) | None => return Ok(false),
+            Some(Check::Audited) => true,
+            Some(Check::New) => false,
         };
-        if !seen.insert(event_id) {
-            continue;
-        }
         let customer = stored.event.subject.as_str();
-        if let Some(&dead_letter_id) = known.blocked.get(customer) {
-            out.held.push(HeldEvent {
+        if let Some(&dead_letter_id) = self.blocked.get(customer) {
+            self.out.held.push(HeldEvent {
                 log_partition: partition,
                 log_offset: offset,
                 customer_id: customer.to_string(),
@@ -346,20 +400,22 @@ pub fn fold_into(
                 recorded_at: nanos(stored.recorded_at),
                 bytes: stored.bytes.clone(),
             });
-            continue;
+            return Ok(false);
         }
-        let w = match working.get_mut(customer) {
+        let w = match self.working.get_mut(customer) {
             Some(w) => w,
             None => {
-                let w = Working::new(stored.event.subject.clone(), known.loaded.remove(customer))?;
-                working.entry(customer.to_string()).or_insert(w)
+                let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
+                self.working.entry(customer.to_string()).or_insert(w)
             }
         };
+        let out = &mut *self.out;
         w.catch_up_in_time(eval, &mut out.transitions);
         w.state.apply(&stored.event);
         w.state_changed = true;
         out.applied += 1;
         w.position = Some((partition, offset));
+        let event_id = event_id(stored);
         w.evaluate(
             eval,
             Cause::Event {
@@ -370,9 +426,8 @@ pub fn fold_into(
             &mut out.transitions,
         );
         if audited {
-            continue;
+            return Ok(false);
         }
-        known.audited.insert(event_id, (partition, offset));
         let seq = w.head.map_or(1, |h| h.seq + 1);
         let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
         w.head = Some(ChainHead { seq, hash });
@@ -389,6 +444,130 @@ pub fn fold_into(
             bytes: stored.bytes.clone(),
             hash,
         });
+        Ok(true)
+    }
+}
+
+/// Folds `records` (in log order) into `carry`: customers it holds are folded on from their
+/// state there, others from what `known` loaded. `known` learns the events it audits, so that
+/// a later call over the same batch's next records sees them.
+pub fn fold_into(
+    records: &[Record],
+    known: &mut Known,
+    eval: &Evaluation<'_>,
+    checkpoint: bool,
+    carry: &mut Carry,
+) -> Result<(), FoldError> {
+    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
+    for record in records {
+        let check = match record {
+            Record::Event(stored) => Some(check(
+                event_id(stored),
+                record.position(),
+                &known.audited,
+                &mut seen,
+            )),
+            Record::Bad(_) => None,
+        };
+        let shard = record.customer().map_or(0, shard_of);
+        let mut folding = Shard {
+            working: &mut carry.working[shard],
+            loaded: &mut known.loaded,
+            blocked: &mut known.blocked,
+            dead_letters: &known.dead_letters,
+            out: &mut carry.out,
+        };
+        if folding.fold(record, check, eval, checkpoint)? {
+            if let Record::Event(stored) = record {
+                known.audited.insert(event_id(stored), record.position());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Folds all of a batch's `records` into `carry` as [`fold_into`] does, each shard of customers
+/// on a thread of its own: a customer's events stay in log order, and the checks by event id,
+/// which span customers, run first on this thread. Rows of the two shards are appended one
+/// shard after the other, so only the order across customers differs from [`fold_into`].
+pub fn fold_into_sharded(
+    records: &[Record],
+    known: Known,
+    eval: &Evaluation<'_>,
+    checkpoint: bool,
+    carry: &mut Carry,
+) -> Result<(), FoldError> {
+    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
+    let checks: Vec<Option<Check>> = records
+        .iter()
+        .map(|record| match record {
+            Record::Event(stored) => Some(check(
+                event_id(stored),
+                record.position(),
+                &known.audited,
+                &mut seen,
+            )),
+            Record::Bad(_) => None,
+        })
+        .collect();
+    let mut loaded: [HashMap<String, LoadedCustomer>; SHARDS] = Default::default();
+    for (customer, row) in known.loaded {
+        loaded[shard_of(&customer)].insert(customer, row);
+    }
+    let mut blocked: [HashMap<String, i64>; SHARDS] = Default::default();
+    for (customer, id) in known.blocked {
+        blocked[shard_of(&customer)].insert(customer, id);
+    }
+    let mut other_out = BatchWrite::default();
+    let ([working_0, working_1], [loaded_0, loaded_1], [blocked_0, blocked_1]) =
+        (&mut carry.working, &mut loaded, &mut blocked);
+    let shards = [
+        (
+            0,
+            Shard {
+                working: working_0,
+                loaded: loaded_0,
+                blocked: blocked_0,
+                dead_letters: &known.dead_letters,
+                out: &mut carry.out,
+            },
+        ),
+        (
+            1,
+            Shard {
+                working: working_1,
+                loaded: loaded_1,
+                blocked: blocked_1,
+                dead_letters: &known.dead_letters,
+                out: &mut other_out,
+            },
+        ),
+    ];
+    let fold_shard = |(index, mut shard): (usize, Shard<'_>)| -> Result<(), FoldError> {
+        for (record, &check) in records.iter().zip(&checks) {
+            if record.customer().map_or(0, shard_of) == index {
+                shard.fold(record, check, eval, checkpoint)?;
+            }
+        }
+        Ok(())
+    };
+    let [first, second] = shards;
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| fold_shard(second));
+        let mine = fold_shard(first);
+        let other = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        mine.and(other)
+    })?;
+    let out = &mut carry.out;
+    out.events.append(&mut other_out.events);
+    out.transitions.append(&mut other_out.transitions);
+    out.held.append(&mut other_out.held);
+    out.applied += other_out.applied;
+    for (partition, offset) in other_out.checkpoints {
+        let entry = out.checkpoints.entry(partition).or_insert(offset);
+        *entry = (*entry).max(offset);
     }
     Ok(())
 }

@@ -590,15 +590,10 @@ impl Projector {
                     lineage: &attached.lineage,
                     as_of,
                 };
-                let chunk = if write_now {
-                    STREAMED_RECORDS
-                } else {
-                    records.len().max(1)
-                };
                 let mut streamed_held = 0;
-                for part in records.chunks(chunk) {
-                    fold::fold_into(part, &mut known, &eval, true, &mut carry)?;
-                    if write_now {
+                if write_now {
+                    for part in records.chunks(STREAMED_RECORDS) {
+                        fold::fold_into(part, &mut known, &eval, true, &mut carry)?;
                         let rows = carry.take_rows();
                         streamed_held += rows.held.len();
                         if parts.blocking_send(rows).is_err() {
@@ -606,6 +601,9 @@ impl Projector {
                             break;
                         }
                     }
+                } else {
+                    // Nothing is written before the batch is folded: fold on both cores.
+                    fold::fold_into_sharded(&records, known, &eval, true, &mut carry)?;
                 }
                 let applied = carry.applied() - applied_before;
                 let held_events = (streamed_held + carry.held_events() - held_before) as u64;
