@@ -109,7 +109,7 @@ impl Sizes {
             rebuild_customers: 20_000,
             rebuild_months: 232,
             rebuild_runs: 3,
-            memory_customers: 200_000,
+            memory_customers: 150_000,
             simulate_customers: 1_000_000,
             http_customers: 100_000,
             http_months: 12,

@@ -138,7 +138,11 @@ impl KafkaConfig {
             // A start offset outside the partition (retention removed it, or a checkpoint from
             // another topic) re-reads from the earliest record: delivered twice and deduped
             // downstream, rather than skipped.
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // A reader that decodes and projects is slower than the fetcher: once the prefetch
+            // queue is full, librdkafka waits this long before fetching again (1 s by default,
+            // which stalled reads for a second at a time).
+            .set("fetch.queue.backoff.ms", "10");
         config
     }
 }
