@@ -345,6 +345,18 @@ fn check(
     }
 }
 
+/// [`check`] of an event record; `None` for a bad record.
+fn check_record(
+    record: &Record,
+    audited: &HashMap<[u8; 16], (i32, i64)>,
+    seen: &mut HashSet<[u8; 16]>,
+) -> Option<Check> {
+    match record {
+        Record::Event(stored) => Some(check(event_id(stored), record.position(), audited, seen)),
+        Record::Bad(_) => None,
+    }
+}
+
 fn event_id(stored: &StoredEvent) -> [u8; 16] {
     *stored.event.id.as_uuid().as_bytes()
 }
@@ -460,15 +472,7 @@ pub fn fold_into(
 ) -> Result<(), FoldError> {
     let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
     for record in records {
-        let check = match record {
-            Record::Event(stored) => Some(check(
-                event_id(stored),
-                record.position(),
-                &known.audited,
-                &mut seen,
-            )),
-            Record::Bad(_) => None,
-        };
+        let check = check_record(record, &known.audited, &mut seen);
         let shard = record.customer().map_or(0, shard_of);
         let mut folding = Shard {
             working: &mut carry.working[shard],
@@ -500,15 +504,7 @@ pub fn fold_into_sharded(
     let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
     let checks: Vec<Option<Check>> = records
         .iter()
-        .map(|record| match record {
-            Record::Event(stored) => Some(check(
-                event_id(stored),
-                record.position(),
-                &known.audited,
-                &mut seen,
-            )),
-            Record::Bad(_) => None,
-        })
+        .map(|record| check_record(record, &known.audited, &mut seen))
         .collect();
     let mut loaded: [HashMap<String, LoadedCustomer>; SHARDS] = Default::default();
     for (customer, row) in known.loaded {

@@ -635,34 +635,19 @@ fn the_sharded_fold_writes_what_the_sequential_fold_writes() {
         6 + 1,
         "CUST-11's six events and CUST-07's last one"
     );
-    let by_customer = |mut rows: Vec<String>| {
-        rows.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
-        rows
-    };
-    let transitions = |w: &clientlog_readstore::BatchWrite| {
-        by_customer(
-            w.transitions
-                .iter()
-                .map(|t| format!("{} {t:?}", t.customer_id))
-                .collect(),
-        )
-    };
-    let events = |w: &clientlog_readstore::BatchWrite| {
-        by_customer(
-            w.events
-                .iter()
-                .map(|e| format!("{} {e:?}", e.customer_id))
-                .collect(),
-        )
-    };
-    let held = |w: &clientlog_readstore::BatchWrite| {
-        by_customer(
-            w.held
-                .iter()
-                .map(|h| format!("{} {h:?}", h.customer_id))
-                .collect(),
-        )
-    };
+    // Each customer's rows in their order, customers one after the other.
+    fn per_customer<T: std::fmt::Debug>(rows: &[T], customer: impl Fn(&T) -> &str) -> Vec<String> {
+        let mut rows: Vec<(&str, String)> = rows
+            .iter()
+            .map(|r| (customer(r), format!("{r:?}")))
+            .collect();
+        rows.sort_by_key(|(customer, _)| *customer);
+        rows.into_iter().map(|(_, row)| row).collect()
+    }
+    let transitions =
+        |w: &clientlog_readstore::BatchWrite| per_customer(&w.transitions, |t| &t.customer_id);
+    let events = |w: &clientlog_readstore::BatchWrite| per_customer(&w.events, |e| &e.customer_id);
+    let held = |w: &clientlog_readstore::BatchWrite| per_customer(&w.held, |h| &h.customer_id);
     assert_eq!(transitions(&one), transitions(&two));
     assert_eq!(events(&one), events(&two));
     assert_eq!(
