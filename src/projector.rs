@@ -17,7 +17,8 @@ pub struct Args {
     #[command(flatten)]
     log: LogArgs,
     /// Most records per batch (one transaction).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = clientlog_projector::DEFAULT_BATCH_SIZE as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_size: u32,
     /// Longest a batch waits for more records once it took every record ready, milliseconds
     /// (0: none; batches still grow with the load, to what arrived during the previous one).

@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     no_promote: bool,
     /// Most records read per batch.
-    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    #[arg(long, value_name = "N", default_value_t = clientlog_projector::rebuild::DEFAULT_BATCH_SIZE)]
     batch: usize,
     /// Customers folded in memory before their rows are written (each once, with the
     /// checkpoint); more is faster and takes more memory. 0 writes every batch.

@@ -11,7 +11,7 @@ use clientlog_demo::{Config, Generator, YearMonth};
 use clientlog_domain::{evaluate, CustomerState, Event, Policies};
 use clientlog_eventlog::{AppendEvent, EventLog, KafkaConfig, KafkaLog, SqliteConfig, SqliteLog};
 use clientlog_projector::{Clock, Projector, ProjectorConfig};
-use clientlog_readstore::{ReadStore, StoreConfig};
+use clientlog_readstore::{chain_hash, AuditRow, ReadStore, StoreConfig};
 use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -607,27 +607,154 @@ async fn projected(b: &mut Bench) -> anyhow::Result<&mut Projected> {
     b.projected.as_mut().context("projected log")
 }
 
+/// The audit copy of the events with the wire `bytes` (at offsets 1, 2, … of partition 0), as
+/// the projector writes it: by customer in log order, each row chained to the one before.
+fn audit_rows(bytes: &[Vec<u8>]) -> anyhow::Result<Vec<AuditRow>> {
+    let mut heads: HashMap<String, (i64, [u8; 32])> = HashMap::new();
+    bytes
+        .iter()
+        .zip(1..)
+        .map(|(bytes, offset)| {
+            let event = Event::decode(bytes).context("a projected event does not decode")?;
+            let customer = event.subject.as_str().to_string();
+            let head = heads.get(&customer);
+            let seq = head.map_or(1, |h| h.0 + 1);
+            let hash = chain_hash(head.map(|h| &h.1), bytes);
+            heads.insert(customer.clone(), (seq, hash));
+            Ok(AuditRow {
+                customer_id: customer,
+                seq,
+                event_id: *event.id.as_uuid().as_bytes(),
+                log_partition: 0,
+                log_offset: offset,
+                event_type: event.event_type().as_str().to_string(),
+                occurred_at: event.time.unix_timestamp(),
+                recorded_at: offset,
+                bytes: bytes.clone(),
+                hash,
+            })
+        })
+        .collect()
+}
+
+/// The part of a live projection's write that no design can leave out, bare: `rows` inserted
+/// into the audit copy of a new read store at `config` (its schema and indexes), in
+/// transactions of `batch` rows — one prepared single-row insert per row on SQLite, one
+/// `UNNEST` insert per transaction on PostgreSQL. Rows per second.
+async fn bare_audit_copy(
+    config: &StoreConfig,
+    rows: &[AuditRow],
+    batch: usize,
+) -> anyhow::Result<f64> {
+    ReadStore::open(config).await?.close().await;
+    let started;
+    match config {
+        StoreConfig::Sqlite { path } => {
+            let mut conn = rusqlite::Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "cache_size", -65536)?;
+            started = Instant::now();
+            for chunk in rows.chunks(batch) {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare(
+                        "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
+                         log_offset, event_type, occurred_at, recorded_at, bytes, hash) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )?;
+                    for r in chunk {
+                        insert.execute(rusqlite::params![
+                            r.customer_id,
+                            r.seq,
+                            r.event_id.as_slice(),
+                            r.log_partition,
+                            r.log_offset,
+                            r.event_type,
+                            r.occurred_at,
+                            r.recorded_at,
+                            r.bytes,
+                            r.hash.as_slice(),
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+            }
+        }
+        StoreConfig::Postgres { url } => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            started = Instant::now();
+            fn column<'a, T>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> T) -> Vec<T> {
+                rows.iter().map(f).collect()
+            }
+            for chunk in rows.chunks(batch) {
+                let mut tx = conn.begin().await?;
+                sqlx::query(
+                    "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
+                     log_offset, event_type, occurred_at, recorded_at, bytes, hash) \
+                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[], $4::int8[], \
+                     $5::int8[], $6::text[], $7::int8[], $8::int8[], $9::bytea[], $10::bytea[])",
+                )
+                .bind(column(chunk, |r| r.customer_id.as_str()))
+                .bind(column(chunk, |r| r.seq))
+                .bind(column(chunk, |r| r.event_id.as_slice()))
+                .bind(column(chunk, |r| i64::from(r.log_partition)))
+                .bind(column(chunk, |r| r.log_offset))
+                .bind(column(chunk, |r| r.event_type.as_str()))
+                .bind(column(chunk, |r| r.occurred_at))
+                .bind(column(chunk, |r| r.recorded_at))
+                .bind(column(chunk, |r| r.bytes.as_slice()))
+                .bind(column(chunk, |r| r.hash.as_slice()))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            conn.close().await?;
+        }
+    }
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What [`project`] applied, and how long the projecting took: from the projector attached
+/// to a new store (its schema created) until it was caught up.
+pub struct ProjectionRun {
+    pub applied: u64,
+    pub elapsed: Duration,
+}
+
+impl ProjectionRun {
+    /// Events per second, once it is checked that all `n` events were applied.
+    fn rate(&self, n: usize) -> anyhow::Result<f64> {
+        let applied = self.applied;
+        anyhow::ensure!(applied as usize == n, "applied {applied} of {n} events");
+        Ok(n as f64 / self.elapsed.as_secs_f64())
+    }
+}
+
 /// Projects the whole of `log` into a new read store at `config`, from scratch.
-pub async fn project(log: &SqliteLog, config: &StoreConfig) -> anyhow::Result<u64> {
+pub async fn project(log: &SqliteLog, config: &StoreConfig) -> anyhow::Result<ProjectionRun> {
     let store = ReadStore::open(config).await?;
     let projector = Projector::new(store.clone(), Policies::defaults()).await?;
+    let started = Instant::now();
     let stats = projector
         .run(
             log,
             &ProjectorConfig {
-                batch_size: 20_000,
                 batch_wait: Duration::from_millis(100),
                 reevaluate_every: None,
                 clock: Clock::Fixed(AS_OF),
                 until_caught_up: true,
-                progress: None,
-                hold_customers: 0,
+                ..ProjectorConfig::default()
             },
             CancellationToken::new(),
         )
         .await?;
+    let elapsed = started.elapsed();
     store.close().await;
-    Ok(stats.applied)
+    Ok(ProjectionRun {
+        applied: stats.applied,
+        elapsed,
+    })
 }
 
 /// A scratch PostgreSQL database on the server of `admin`, dropped by [`drop_database`].
@@ -695,18 +822,31 @@ pub fn projection(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
             at_least: Some(100_000.0),
             ..Target::text("≥ 100 k/s")
         };
-        let note = format!("{n} events");
+        let batch = ProjectorConfig::default().batch_size;
+        let audit = audit_rows(bytes)?;
+        // What the database alone needs to store the audit copy, in the projector's batches.
+        let note = |bare_audit: &Stats| {
+            format!(
+                "{n} events, batches of up to {batch}; the audit copy alone, inserted bare in \
+                 the same batches: {} rows/s",
+                super::number(bare_audit.median)
+            )
+        };
 
+        let bare_audit_sqlite = measure(runs, || {
+            let path = scratch.join(format!("audit-{}.db", uuid::Uuid::new_v4().simple()));
+            let audit = &audit;
+            async move { bare_audit_copy(&StoreConfig::Sqlite { path }, audit, batch).await }
+        })
+        .await?;
         let mut last = None;
         let sqlite = measure(runs, || {
             let path = scratch.join(format!("projection-{}.db", uuid::Uuid::new_v4().simple()));
             last = Some(path.clone());
             let log = &projected.log;
             async move {
-                let started = Instant::now();
-                let applied = project(log, &StoreConfig::Sqlite { path }).await?;
-                anyhow::ensure!(applied as usize == n, "applied {applied} of {n} events");
-                Ok(n as f64 / started.elapsed().as_secs_f64())
+                let run = project(log, &StoreConfig::Sqlite { path }).await?;
+                run.rate(n)
             }
         })
         .await?;
@@ -715,7 +855,7 @@ pub fn projection(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
             Figure::new("live projection into SQLite", "events/s", target())
                 .value(sqlite)
                 .limit(limit_name, bare.clone())
-                .note(note.clone()),
+                .note(note(&bare_audit_sqlite)),
         ];
 
         let postgres = Figure::new("live projection into PostgreSQL", "events/s", target());
@@ -724,21 +864,31 @@ pub fn projection(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
                 .skipped("skipped: no PostgreSQL (--database-url / CLIENTLOG_TEST_DATABASE_URL)"),
             Some(admin) => {
                 let log = &projected.log;
+                let bare_audit = measure(runs, || {
+                    let (admin, audit) = (admin.clone(), &audit);
+                    async move {
+                        let (name, url) = create_database(&admin).await?;
+                        let result =
+                            bare_audit_copy(&StoreConfig::Postgres { url }, audit, batch).await;
+                        drop_database(&admin, &name).await?;
+                        result
+                    }
+                })
+                .await?;
                 let value = measure(runs, || {
                     let admin = admin.clone();
                     async move {
                         let (name, url) = create_database(&admin).await?;
-                        let started = Instant::now();
                         let result = project(log, &StoreConfig::Postgres { url }).await;
-                        let elapsed = started.elapsed();
                         drop_database(&admin, &name).await?;
-                        let applied = result?;
-                        anyhow::ensure!(applied as usize == n, "applied {applied} of {n} events");
-                        Ok(n as f64 / elapsed.as_secs_f64())
+                        result?.rate(n)
                     }
                 })
                 .await?;
-                postgres.value(value).limit(limit_name, bare).note(note)
+                postgres
+                    .value(value)
+                    .limit(limit_name, bare)
+                    .note(note(&bare_audit))
             }
         });
         Ok(figures)
@@ -849,8 +999,9 @@ async fn timed_rebuilds(ground: &RebuildGround, runs: usize) -> anyhow::Result<(
 fn held_note() -> String {
     format!(
         "a rebuild holds up to {} customers' folded states in memory between writes, and one \
-         batch of 20 000 records",
-        clientlog_projector::rebuild::DEFAULT_HOLD_CUSTOMERS
+         batch of {} records",
+        clientlog_projector::rebuild::DEFAULT_HOLD_CUSTOMERS,
+        clientlog_projector::rebuild::DEFAULT_BATCH_SIZE
     )
 }
 

@@ -276,13 +276,29 @@ impl Carry {
         !self.out.events.is_empty() || !self.out.held.is_empty()
     }
 
-    /// The rows that are complete as soon as their event is folded (audit copy, transitions,
-    /// held events), taken out so that they can be written while later records are folded.
+    /// Finishes `customers` (those of them held here): their rows join the rows to write, and
+    /// a later record of theirs would start from the store again. A batch written at once
+    /// finishes each customer after its last record in the batch ([`last_records`]).
+    pub fn finish_customers(&mut self, customers: &[&str], eval: &Evaluation<'_>) {
+        for &customer in customers {
+            if let Some(w) = self.working[shard_of(customer)].remove(customer) {
+                finish(w, eval, &mut self.out);
+            }
+        }
+    }
+
+    /// The rows complete so far (audit copy, transitions, held events, finished customers),
+    /// taken out so that they can be written while later records are folded.
     pub fn take_rows(&mut self) -> BatchWrite {
+        let out = &mut self.out;
         BatchWrite {
-            events: std::mem::take(&mut self.out.events),
-            transitions: std::mem::take(&mut self.out.transitions),
-            held: std::mem::take(&mut self.out.held),
+            customers: std::mem::take(&mut out.customers),
+            states: std::mem::take(&mut out.states),
+            events: std::mem::take(&mut out.events),
+            heads: std::mem::take(&mut out.heads),
+            transitions: std::mem::take(&mut out.transitions),
+            held: std::mem::take(&mut out.held),
+            stored_keys: std::mem::take(&mut out.stored_keys),
             ..BatchWrite::default()
         }
     }
@@ -301,6 +317,21 @@ impl Carry {
         }
         out
     }
+}
+
+/// For each chunk of `chunk` records of `records`, the customers whose last record is in it.
+pub fn last_records(records: &[Record], chunk: usize) -> Vec<Vec<&str>> {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        if let Some(customer) = record.customer() {
+            last.insert(customer, i / chunk.max(1));
+        }
+    }
+    let mut by_chunk = vec![Vec::new(); records.len().div_ceil(chunk.max(1))];
+    for (customer, index) in last {
+        by_chunk[index].push(customer);
+    }
+    by_chunk
 }
 
 /// Customers are split in this many shards by id; a build that holds customers across batches

@@ -36,7 +36,7 @@ pub use dead_letters::{resolve_dead_letter, Resolution, Resolve};
 pub use fold::Record;
 pub use worker::{
     documents_of, lineage_of, policies_of, Attached, BatchOutcome, Clock, Projector,
-    ProjectorConfig, ReevaluateStats, RunStats,
+    ProjectorConfig, ReevaluateStats, RunStats, DEFAULT_BATCH_SIZE,
 };
 
 /// Why the projector stopped or an operation failed.

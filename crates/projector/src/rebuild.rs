@@ -24,6 +24,10 @@ use crate::ProjectorError;
 /// Customers a rebuild holds in memory between writes unless told otherwise.
 pub const DEFAULT_HOLD_CUSTOMERS: usize = 100_000;
 
+/// Records per batch of a rebuild. A build holds its customers across batches (and writes each
+/// once), so its batches need not be large; its memory is the held customers and one batch.
+pub const DEFAULT_BATCH_SIZE: usize = 20_000;
+
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -43,7 +47,7 @@ impl Default for RebuildOptions {
         Self {
             promote: true,
             clock: Clock::System,
-            batch_size: ProjectorConfig::default().batch_size,
+            batch_size: DEFAULT_BATCH_SIZE,
             hold_customers: DEFAULT_HOLD_CUSTOMERS,
             top_movers: 20,
         }

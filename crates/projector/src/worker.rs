@@ -46,6 +46,13 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Most records a live projector puts in one batch (one transaction). A batch takes the records
+/// that are ready, so this bound only matters while the projector is behind: there, each batch
+/// rewrites the rows of every customer it touches once, and bigger batches rewrite fewer of
+/// them (the README's bench section has the figures). A batch's rows are written as its
+/// customers complete, so its memory is mostly its records.
+pub const DEFAULT_BATCH_SIZE: usize = 100_000;
+
 /// How a projector batches and re-evaluates.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -75,7 +82,7 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
-            batch_size: 20_000,
+            batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: Duration::ZERO,
             reevaluate_every: Some(Duration::from_secs(3600)),
             clock: Clock::System,
@@ -352,9 +359,9 @@ impl Projector {
         };
 
         // The reader decodes on its own task while the previous batch is written, up to about
-        // two batches ahead.
+        // one batch ahead.
         let batch_size = config.batch_size.max(1);
-        let (chunks, mut incoming) = mpsc::channel::<Vec<Record>>(2 * batch_size / CHUNK + 1);
+        let (chunks, mut incoming) = mpsc::channel::<Vec<Record>>(batch_size / CHUNK + 1);
         let reader_stop = shutdown.child_token();
         let reader = tokio::spawn(read_chunks(stream, chunks, reader_stop.clone()));
         // Records received but not yet in a batch (kept outside the select so none is lost
@@ -392,7 +399,8 @@ impl Projector {
                     }
                     continue;
                 }
-                alive = fill_batch(&mut incoming, &mut carry, batch_size, config.batch_wait) => alive,
+                alive = fill_batch(&mut incoming, &mut carry, batch_size, config.batch_wait,
+                    Reached::new(target.as_ref(), &read_to)) => alive,
             };
             if !alive {
                 break Err(ProjectorError::ReaderStopped);
@@ -576,8 +584,9 @@ impl Projector {
         };
         let (applied_before, held_before) = (held.carry.applied(), held.carry.held_events());
         let records = Arc::new(records);
-        // A batch written now streams the rows its events complete (audit copy, transitions)
-        // to this task, which writes them while the fold goes on with the next records.
+        // A batch written now streams the rows its events complete (audit copy, transitions,
+        // and each customer's rows after its last record in the batch) to this task, which
+        // writes them while the fold goes on with the next records.
         let (parts, mut written_parts) = mpsc::channel::<BatchWrite>(2);
         let folding = {
             let attached = attached.clone();
@@ -592,8 +601,10 @@ impl Projector {
                 };
                 let mut streamed_held = 0;
                 if write_now {
-                    for part in records.chunks(STREAMED_RECORDS) {
+                    let finished = fold::last_records(&records, STREAMED_RECORDS);
+                    for (part, finished) in records.chunks(STREAMED_RECORDS).zip(finished) {
                         fold::fold_into(part, &mut known, &eval, true, &mut carry)?;
+                        carry.finish_customers(&finished, &eval);
                         let rows = carry.take_rows();
                         streamed_held += rows.held.len();
                         if parts.blocking_send(rows).is_err() {
@@ -624,7 +635,9 @@ impl Projector {
                 }
             })
         };
+        let mut customers_written = 0;
         while let Some(rows) = written_parts.recv().await {
+            customers_written += rows.customers.len();
             tx.write(version, &rows, now).await?;
         }
         let (carry, write, records, applied, held_events) = folding.await??;
@@ -648,7 +661,7 @@ impl Projector {
                     write_ms = (written_at - folded_at).as_millis() as u64,
                     commit_ms = (committed_at - written_at).as_millis() as u64,
                     wal_ms = committed_at.elapsed().as_millis() as u64,
-                    customers = write.customers.len(),
+                    customers = customers_written + write.customers.len(),
                     "batch phases"
                 );
                 for (&partition, &offset) in &write.checkpoints {
@@ -929,14 +942,49 @@ async fn read_chunks(
     }
 }
 
+/// Whether the records taken so far reach an `until_caught_up` run's target: past it no record
+/// is coming that the run needs, so a batch does not wait for more.
+struct Reached<'a> {
+    target: Option<&'a Target>,
+    read_to: BTreeMap<i32, i64>,
+}
+
+impl<'a> Reached<'a> {
+    fn new(target: Option<&'a Target>, read_to: &BTreeMap<i32, i64>) -> Self {
+        Self {
+            target,
+            read_to: if target.is_some() {
+                read_to.clone()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+
+    /// Takes in `records`, the next ones read; true once the target is reached.
+    fn take(&mut self, records: &[Record]) -> bool {
+        let Some(target) = self.target else {
+            return false;
+        };
+        for record in records {
+            let (partition, offset) = record.position();
+            let entry = self.read_to.entry(partition).or_insert(offset);
+            *entry = (*entry).max(offset);
+        }
+        caught_up(target, &self.read_to)
+    }
+}
+
 /// Fills `carry` towards a batch: waits for a first chunk if it is empty, takes every chunk
-/// already waiting, and waits at most `wait` for more while below `size`. Returns `false` when
-/// the reader is gone and nothing is left. Cancel-safe: whatever was received is in `carry`.
+/// already waiting, and waits at most `wait` for more while below `size`, unless what it holds
+/// reaches the run's target. Returns `false` when the reader is gone and nothing is left.
+/// Cancel-safe: whatever was received is in `carry`.
 async fn fill_batch(
     chunks: &mut mpsc::Receiver<Vec<Record>>,
     carry: &mut Vec<Record>,
     size: usize,
     wait: Duration,
+    mut reached: Reached<'_>,
 ) -> bool {
     if carry.is_empty() {
         match chunks.recv().await {
@@ -944,18 +992,22 @@ async fn fill_batch(
             None => return false,
         }
     }
+    let mut done = reached.take(carry);
     let deadline = tokio::time::Instant::now() + wait;
     while carry.len() < size {
-        match chunks.try_recv() {
-            Ok(chunk) => carry.extend(chunk),
+        let chunk = match chunks.try_recv() {
+            Ok(chunk) => chunk,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if done => break,
             Err(mpsc::error::TryRecvError::Empty) => {
                 match tokio::time::timeout_at(deadline, chunks.recv()).await {
-                    Ok(Some(chunk)) => carry.extend(chunk),
+                    Ok(Some(chunk)) => chunk,
                     Ok(None) | Err(_) => break,
                 }
             }
-        }
+        };
+        done = reached.take(&chunk);
+        carry.extend(chunk);
     }
     true
 }
