@@ -319,7 +319,8 @@ impl Carry {
     }
 }
 
-/// For each chunk of `chunk` records of `records`, the customers whose last record is in it.
+/// For each chunk of `chunk` records of `records`, the customers whose last record is in it, in
+/// id order: their rows are written in that order, next to each other in every table's key.
 pub fn last_records(records: &[Record], chunk: usize) -> Vec<Vec<&str>> {
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, record) in records.iter().enumerate() {
@@ -330,6 +331,9 @@ pub fn last_records(records: &[Record], chunk: usize) -> Vec<Vec<&str>> {
     let mut by_chunk = vec![Vec::new(); records.len().div_ceil(chunk.max(1))];
     for (customer, index) in last {
         by_chunk[index].push(customer);
+    }
+    for customers in &mut by_chunk {
+        customers.sort_unstable();
     }
     by_chunk
 }
