@@ -1171,8 +1171,8 @@ async fn history(
 
     let mut sql = s
         .reader
-        .sql("SELECT seq, hash FROM audit_heads WHERE customer_id = ");
-    sql.str(&id);
+        .sql("SELECT seq, hash FROM customer_events WHERE customer_id = ");
+    sql.str(&id).push(" ORDER BY seq DESC LIMIT 1");
     let head = s.reader.rows(&sql, &[Kind::Int, Kind::Bytes]).await?;
     let head = head
         .first()

@@ -99,7 +99,6 @@ struct Working {
     stored_keys: Option<ListKeys>,
     verdict: Option<Verdict>,
     state_changed: bool,
-    head_changed: bool,
 }
 
 impl Working {
@@ -152,7 +151,6 @@ impl Working {
             stored_keys,
             verdict: None,
             state_changed: false,
-            head_changed: false,
         })
     }
 
@@ -295,7 +293,6 @@ impl Carry {
             customers: std::mem::take(&mut out.customers),
             states: std::mem::take(&mut out.states),
             events: std::mem::take(&mut out.events),
-            heads: std::mem::take(&mut out.heads),
             transitions: std::mem::take(&mut out.transitions),
             held: std::mem::take(&mut out.held),
             stored_keys: std::mem::take(&mut out.stored_keys),
@@ -478,7 +475,6 @@ impl Shard<'_> {
         let seq = w.head.map_or(1, |h| h.seq + 1);
         let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
         w.head = Some(ChainHead { seq, hash });
-        w.head_changed = true;
         out.events.push(AuditRow {
             customer_id: customer.to_string(),
             seq,
@@ -637,11 +633,6 @@ fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
     let customer_id = w.id.as_str().to_string();
     if let Some(keys) = w.stored_keys {
         out.stored_keys.insert(customer_id.clone(), keys);
-    }
-    if w.head_changed {
-        if let Some(head) = w.head {
-            out.heads.push((customer_id.clone(), head));
-        }
     }
     if w.state_changed {
         out.states.push(StateRow {

@@ -34,8 +34,9 @@
 //! index leads with. (Per-version tables would make dropping a version a cheap `DROP TABLE`, but
 //! need DDL at run time, dynamic table names in every query and one migration per version; a
 //! `DELETE … WHERE version = ?` is the price of the simpler design.) The audit copy
-//! (`customer_events`, `audit_heads`) is a fact about the log, identical under any policy, so
-//! it is shared by all versions and written by whichever version applies an event first. Each
+//! (`customer_events`, whose last row per customer is that customer's chain head) is a fact
+//! about the log, identical under any policy, so it is shared by all versions and written by
+//! whichever version applies an event first. Each
 //! version keeps the exact policy texts it was built with (`policy_documents`) and its build
 //! progress (`projection_versions.build_*`).
 

@@ -282,7 +282,6 @@ pub struct BatchWrite {
     pub customers: Vec<CustomerRow>,
     pub states: Vec<StateRow>,
     pub events: Vec<AuditRow>,
-    pub heads: Vec<(String, ChainHead)>,
     pub transitions: Vec<TransitionRow>,
     pub held: Vec<HeldEvent>,
     /// Per partition, the last offset this batch accounts for.
@@ -300,7 +299,6 @@ impl BatchWrite {
         self.customers.is_empty()
             && self.states.is_empty()
             && self.events.is_empty()
-            && self.heads.is_empty()
             && self.transitions.is_empty()
             && self.held.is_empty()
             && self.checkpoints.is_empty()
@@ -315,7 +313,6 @@ pub struct Snapshot {
     pub customers: Vec<CustomerRow>,
     pub states: Vec<StateRow>,
     pub events: Vec<AuditRow>,
-    pub heads: Vec<(String, ChainHead)>,
     pub transitions: Vec<TransitionRow>,
     pub checkpoints: BTreeMap<i32, i64>,
     /// `(partition, offset, customer, reason, status)`.

@@ -615,25 +615,6 @@ impl ReadStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 
-            let heads = QueryBuilder::<Db>::new(
-                "SELECT customer_id, seq, hash FROM audit_heads ORDER BY customer_id",
-            )
-            .build()
-            .fetch_all(pool)
-            .await
-            .map_err(db("reading chain heads"))?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(db("reading a chain head"))?,
-                    ChainHead {
-                        seq: r.try_get(1).map_err(db("reading a chain head"))?,
-                        hash: hash32(r.try_get(2).map_err(db("reading a chain head"))?)?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
             let transitions = QueryBuilder::<Db>::new(
                 "SELECT customer_id, dimension, from_value, to_value, cause, cause_event_id, \
                  log_partition, log_offset, at FROM transitions WHERE version = ",
@@ -695,7 +676,6 @@ impl ReadStore {
                 customers,
                 states,
                 events,
-                heads,
                 transitions,
                 checkpoints,
                 dead_letters,
@@ -1012,7 +992,9 @@ impl StoreTx {
         }
 
         let heads = sqlx::query(
-            "SELECT customer_id, seq, hash FROM audit_heads WHERE customer_id = ANY($1)",
+            "SELECT wanted.id, head.seq, head.hash FROM UNNEST($1::text[]) AS wanted(id), \
+             LATERAL (SELECT seq, hash FROM customer_events e WHERE e.customer_id = wanted.id \
+             ORDER BY seq DESC LIMIT 1) AS head",
         )
         .bind(customers)
         .fetch_all(&mut **c)
@@ -1535,20 +1517,6 @@ async fn write_postgres(
         .map_err(db("writing the audit copy"))?;
     }
 
-    let heads = &batch.heads;
-    if !heads.is_empty() {
-        sqlx::query(&format!(
-            "{HEADS_INSERT}SELECT * FROM {}{HEADS_CONFLICT}",
-            unnest(&["text", "int8", "bytea"], 1)
-        ))
-        .bind(column(heads, |(customer, _)| customer.as_str()))
-        .bind(column(heads, |(_, head)| head.seq))
-        .bind(column(heads, |(_, head)| head.hash.as_slice()))
-        .execute(&mut **c)
-        .await
-        .map_err(db("writing chain heads"))?;
-    }
-
     let transitions = &batch.transitions;
     if !transitions.is_empty() {
         let causes = column(transitions, |r| cause_columns(&r.cause));
@@ -1647,9 +1615,6 @@ const STATES_CONFLICT: &str = " ON CONFLICT (version, customer_id) DO UPDATE SET
      format = excluded.format, state = excluded.state";
 const EVENTS_INSERT: &str = "INSERT INTO customer_events (customer_id, seq, event_id, \
      log_partition, log_offset, event_type, occurred_at, recorded_at, bytes, hash) ";
-const HEADS_INSERT: &str = "INSERT INTO audit_heads (customer_id, seq, hash) ";
-const HEADS_CONFLICT: &str =
-    " ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
 const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id, dimension, \
      from_value, to_value, cause, cause_event_id, log_partition, log_offset, at) ";
 const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_offset, \

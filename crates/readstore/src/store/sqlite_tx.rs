@@ -17,8 +17,8 @@ use sqlx::{Sqlite, Transaction};
 use super::{
     blocking, cause_columns, customer_conflict, ALL_INDEXED, AUDITED_POSITIONS, CHANGES_CONFLICT,
     CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
-    CUSTOMER_INSERT, EVENTS_INSERT, HEADS_CONFLICT, HEADS_INSERT, HELD_CONFLICT, HELD_INSERT,
-    INDEXED_COLUMNS, STATES_CONFLICT, STATES_INSERT, TRANSITIONS_INSERT,
+    CUSTOMER_INSERT, EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, STATES_CONFLICT,
+    STATES_INSERT, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -63,8 +63,12 @@ pub(super) fn load_customers(
             INDEXED_COLUMNS.join(", ")
         ))
         .map_err(sqlite(context))?;
+    // The chain head is the last row of the customer's audit copy.
     let mut head = conn
-        .prepare("SELECT seq, hash FROM audit_heads WHERE customer_id = ?1")
+        .prepare(
+            "SELECT seq, hash FROM customer_events WHERE customer_id = ?1 \
+             ORDER BY seq DESC LIMIT 1",
+        )
         .map_err(sqlite(context))?;
     let mut loaded = HashMap::with_capacity(customers.len());
     for &customer in customers {
@@ -204,15 +208,6 @@ pub(super) fn write(
                 row.hash.as_slice(),
             ])
             .map_err(sqlite("writing the audit copy"))?;
-    }
-
-    let mut heads = conn
-        .prepare(&one_row(HEADS_INSERT, 3, HEADS_CONFLICT))
-        .map_err(sqlite("preparing the chain head write"))?;
-    for (customer, head) in &batch.heads {
-        heads
-            .execute(params![customer, head.seq, head.hash.as_slice()])
-            .map_err(sqlite("writing chain heads"))?;
     }
 
     let mut transitions = conn
