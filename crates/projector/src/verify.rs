@@ -7,7 +7,7 @@
 //! * the **read models**: every customer is re-folded from the log into a scratch in-memory
 //!   state by the projector's own [`fold`](crate::fold::fold), evaluated at the stored
 //!   `evaluated_at`, and its `customers` row (every column, and the card JSON key by key) and
-//!   `customer_state` bytes are compared with the live ones.
+//!   state bytes (`customers.state`) are compared with the live ones.
 //!
 //! Transitions are not compared: they record the history of evaluations (batch and
 //! re-evaluation times), which a scratch fold cannot reproduce from the log alone.
@@ -188,12 +188,12 @@ pub async fn verify(
         match stored_states.remove(id) {
             None => diffs.push(Difference {
                 customer: id.clone(),
-                field: "customer_state".into(),
+                field: "customers.state".into(),
                 detail: "row missing".into(),
             }),
             Some(stored) if stored != *expected => diffs.push(Difference {
                 customer: id.clone(),
-                field: "customer_state.state".into(),
+                field: "customers.state".into(),
                 detail: format!(
                     "stored {} bytes (format {}) differ from the refolded {} bytes (format {})",
                     stored.state.len(),
@@ -208,7 +208,7 @@ pub async fn verify(
     for id in stored_states.into_keys() {
         diffs.push(Difference {
             customer: id,
-            field: "customer_state".into(),
+            field: "customers.state".into(),
             detail: "row not implied by the log".into(),
         });
     }

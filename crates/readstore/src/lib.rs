@@ -26,7 +26,7 @@
 //!
 //! # Versions: a column, not tables per version
 //!
-//! Every policy-dependent table (`customers`, `customer_state`, `transitions`, `checkpoints`,
+//! Every policy-dependent table (`customers`, `transitions`, `checkpoints`,
 //! `held_events`, `dead_letters`) has a `version` column leading its primary key, naming a row
 //! of `projection_versions`. A rebuild writes version N+1 into the same tables beside the live
 //! version N, and promotion is one `UPDATE` of `projection_versions` — atomic for readers, no

@@ -132,7 +132,7 @@ pub struct CustomerRow {
     pub grade_inputs: Vec<u8>,
 }
 
-/// A row of `customer_state`.
+/// A customer's folded state as stored (`customers.state_format`, `customers.state`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateRow {
     pub customer_id: String,

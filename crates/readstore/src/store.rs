@@ -48,6 +48,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit positions",
         include_str!("../../../projections/migrations/sqlite/0006_audit_positions.sql"),
     ),
+    (
+        7,
+        "chain heads from audit copy",
+        include_str!("../../../projections/migrations/sqlite/0007_chain_heads_from_audit_copy.sql"),
+    ),
+    (
+        8,
+        "states in customers",
+        include_str!("../../../projections/migrations/sqlite/0008_states_in_customers.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -84,6 +94,18 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "audit positions",
         include_str!("../../../projections/migrations/postgres/0007_audit_positions.sql"),
+    ),
+    (
+        8,
+        "chain heads from audit copy",
+        include_str!(
+            "../../../projections/migrations/postgres/0008_chain_heads_from_audit_copy.sql"
+        ),
+    ),
+    (
+        9,
+        "states in customers",
+        include_str!("../../../projections/migrations/postgres/0009_states_in_customers.sql"),
     ),
 ];
 
@@ -569,10 +591,10 @@ impl ReadStore {
                 .collect::<Result<Vec<_>, _>>()?;
 
             let states = QueryBuilder::<Db>::new(
-                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+                "SELECT customer_id, state_format, state FROM customers WHERE version = ",
             )
             .push_bind(version)
-            .push(" ORDER BY customer_id")
+            .push(" AND state IS NOT NULL ORDER BY customer_id")
             .build()
             .fetch_all(pool)
             .await
@@ -942,25 +964,9 @@ impl StoreTx {
                 head: None,
             })
         }
-        let states = sqlx::query(
-            "SELECT customer_id, format, state FROM customer_state \
-             WHERE version = $1 AND customer_id = ANY($2)",
-        )
-        .bind(version)
-        .bind(customers)
-        .fetch_all(&mut **c)
-        .await
-        .map_err(db("loading states"))?;
-        for r in states {
-            let e = || db("loading a state");
-            let id: String = r.try_get(0).map_err(e())?;
-            entry(&mut loaded, id).state =
-                Some((r.try_get(1).map_err(e())?, r.try_get(2).map_err(e())?));
-        }
-
         let verdicts = sqlx::query(&format!(
-            "SELECT customer_id, {}, evaluated_at, log_partition, log_offset \
-             FROM customers WHERE version = $1 AND customer_id = ANY($2)",
+            "SELECT customer_id, {}, evaluated_at, log_partition, log_offset, state_format, \
+             state FROM customers WHERE version = $1 AND customer_id = ANY($2)",
             INDEXED_COLUMNS.join(", ")
         ))
         .bind(version)
@@ -972,7 +978,11 @@ impl StoreTx {
             let e = || db("loading a verdict");
             let id: String = r.try_get(0).map_err(e())?;
             let partition: i64 = r.try_get(12).map_err(e())?;
-            entry(&mut loaded, id).summary = Some(Summary {
+            let state_format: Option<i64> = r.try_get(14).map_err(e())?;
+            let state: Option<Vec<u8>> = r.try_get(15).map_err(e())?;
+            let found = entry(&mut loaded, id);
+            found.state = state_format.zip(state);
+            found.summary = Some(Summary {
                 keys: ListKeys {
                     owner: r.try_get(1).map_err(e())?,
                     segment: r.try_get(2).map_err(e())?,
@@ -1341,9 +1351,9 @@ impl StoreTx {
     ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
         per_backend!(&mut self.inner, TxBackend, c => {
             let mut q = QueryBuilder::<Db>::new(
-                "SELECT customer_id, format, state FROM customer_state WHERE version = ",
+                "SELECT customer_id, state_format, state FROM customers WHERE version = ",
             );
-            q.push_bind(version);
+            q.push_bind(version).push(" AND state IS NOT NULL");
             if let Some(after) = after {
                 q.push(" AND customer_id > ").push_bind(after);
             }
@@ -1407,9 +1417,10 @@ async fn write_postgres(
 
     let customers = &batch.customers;
     if !customers.is_empty() {
+        let states = row_states(batch)?;
         let sql = format!(
             "{CUSTOMER_INSERT}SELECT $1, * FROM {}{}",
-            unnest(&CUSTOMER_ARRAY_TYPES, 2),
+            unnest(&[&CUSTOMER_ARRAY_TYPES[..], &["int8", "bytea"]].concat(), 2),
             customer_conflict(ALL_INDEXED)
         );
         let mut q = sqlx::query(&sql)
@@ -1450,6 +1461,8 @@ async fn write_postgres(
             .bind(column(customers, |r| r.events))
             .bind(column(customers, |r| r.evaluated_at))
             .bind(column(customers, |r| r.grade_inputs.as_slice()))
+            .bind(column(&states, |s| s.map(|s| s.format)))
+            .bind(column(&states, |s| s.map(|s| s.state.as_slice())))
             .execute(&mut **c)
             .await
             .map_err(db("writing customers"))?;
@@ -1473,21 +1486,6 @@ async fn write_postgres(
         .execute(&mut **c)
         .await
         .map_err(db("writing the change feed"))?;
-    }
-
-    let states = &batch.states;
-    if !states.is_empty() {
-        sqlx::query(&format!(
-            "{STATES_INSERT}SELECT $1, * FROM {}{STATES_CONFLICT}",
-            unnest(&["text", "int8", "bytea"], 2)
-        ))
-        .bind(version)
-        .bind(column(states, |r| r.customer_id.as_str()))
-        .bind(column(states, |r| r.format))
-        .bind(column(states, |r| r.state.as_slice()))
-        .execute(&mut **c)
-        .await
-        .map_err(db("writing states"))?;
     }
 
     let events = &batch.events;
@@ -1581,6 +1579,27 @@ async fn write_postgres(
     Ok(())
 }
 
+/// The state each row of `batch.customers` is written with: the batch's new state of that
+/// customer, or none (the row keeps the stored one). A state comes with its customer's row.
+fn row_states(batch: &BatchWrite) -> Result<Vec<Option<&StateRow>>, StoreError> {
+    let mut states: HashMap<&str, &StateRow> = batch
+        .states
+        .iter()
+        .map(|s| (s.customer_id.as_str(), s))
+        .collect();
+    let paired = batch
+        .customers
+        .iter()
+        .map(|r| states.remove(r.customer_id.as_str()))
+        .collect();
+    match states.into_keys().next() {
+        None => Ok(paired),
+        Some(customer) => Err(StoreError::Invalid(format!(
+            "the state of customer {customer:?} was to be written without its customers row"
+        ))),
+    }
+}
+
 /// `UNNEST($first::t1[], $first+1::t2[], …)`: one array parameter per column type.
 fn unnest(types: &[&str], first: usize) -> String {
     let arrays: Vec<String> = types
@@ -1605,14 +1624,11 @@ const CUSTOMER_ARRAY_TYPES: [&str; CUSTOMER_COLUMN_COUNT] = [
 const CUSTOMER_INSERT: &str = concat!(
     "INSERT INTO customers (version, ",
     customer_columns!(),
-    ") "
+    ", state_format, state) "
 );
 const CHANGES_INSERT: &str = "INSERT INTO customer_changes (version, customer_id, seq) ";
 const CHANGES_CONFLICT: &str =
     " ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq";
-const STATES_INSERT: &str = "INSERT INTO customer_state (version, customer_id, format, state) ";
-const STATES_CONFLICT: &str = " ON CONFLICT (version, customer_id) DO UPDATE SET \
-     format = excluded.format, state = excluded.state";
 const EVENTS_INSERT: &str = "INSERT INTO customer_events (customer_id, seq, event_id, \
      log_partition, log_offset, event_type, occurred_at, recorded_at, bytes, hash) ";
 const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id, dimension, \
@@ -1648,8 +1664,11 @@ fn customer_conflict(changed: u16) -> String {
         })
         .map(|column| format!("{column} = excluded.{column}"))
         .collect();
+    // A row written without a state (its batch did not change it) keeps the stored one.
     format!(
-        " ON CONFLICT (version, customer_id) DO UPDATE SET {}",
+        " ON CONFLICT (version, customer_id) DO UPDATE SET {}, \
+         state_format = COALESCE(excluded.state_format, customers.state_format), \
+         state = COALESCE(excluded.state, customers.state)",
         assigned.join(", ")
     )
 }

@@ -15,10 +15,10 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    blocking, cause_columns, customer_conflict, ALL_INDEXED, AUDITED_POSITIONS, CHANGES_CONFLICT,
-    CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
-    CUSTOMER_INSERT, EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, STATES_CONFLICT,
-    STATES_INSERT, TRANSITIONS_INSERT,
+    blocking, cause_columns, customer_conflict, row_states, ALL_INDEXED, AUDITED_POSITIONS,
+    CHANGES_CONFLICT, CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT,
+    CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT,
+    INDEXED_COLUMNS, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -53,12 +53,9 @@ pub(super) fn load_customers(
     customers: &[&str],
 ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
     let context = "loading the batch's customers";
-    let mut state = conn
-        .prepare("SELECT format, state FROM customer_state WHERE version = ?1 AND customer_id = ?2")
-        .map_err(sqlite(context))?;
-    let mut summary = conn
+    let mut row = conn
         .prepare(&format!(
-            "SELECT {}, evaluated_at, log_partition, log_offset \
+            "SELECT {}, evaluated_at, log_partition, log_offset, state_format, state \
              FROM customers WHERE version = ?1 AND customer_id = ?2",
             INDEXED_COLUMNS.join(", ")
         ))
@@ -72,22 +69,30 @@ pub(super) fn load_customers(
         .map_err(sqlite(context))?;
     let mut loaded = HashMap::with_capacity(customers.len());
     for &customer in customers {
-        let found = LoadedCustomer {
-            state: state
-                .query_row(params![version, customer], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(sqlite(context))?,
-            summary: summary
-                .query_row(params![version, customer], |r| {
-                    Ok(Summary {
+        let stored = row
+            .query_row(params![version, customer], |r| {
+                let n = INDEXED_COLUMNS.len();
+                let state_format: Option<i64> = r.get(n + 3)?;
+                let state: Option<Vec<u8>> = r.get(n + 4)?;
+                Ok((
+                    Summary {
                         keys: list_keys(r)?,
-                        evaluated_at: r.get(INDEXED_COLUMNS.len())?,
-                        log_partition: r.get(INDEXED_COLUMNS.len() + 1)?,
-                        log_offset: r.get(INDEXED_COLUMNS.len() + 2)?,
-                    })
-                })
-                .optional()
-                .map_err(sqlite(context))?,
+                        evaluated_at: r.get(n)?,
+                        log_partition: r.get(n + 1)?,
+                        log_offset: r.get(n + 2)?,
+                    },
+                    state_format.zip(state),
+                ))
+            })
+            .optional()
+            .map_err(sqlite(context))?;
+        let (summary, state) = match stored {
+            Some((summary, state)) => (Some(summary), state),
+            None => (None, None),
+        };
+        let found = LoadedCustomer {
+            state,
+            summary,
             head: head
                 .query_row([customer], |r| {
                     Ok(ChainHead {
@@ -178,17 +183,8 @@ pub(super) fn write(
     batch: &BatchWrite,
     now: i64,
 ) -> Result<(), StoreError> {
-    write_customers(conn, version, &batch.customers, &batch.stored_keys)?;
+    write_customers(conn, version, batch)?;
     write_changes(conn, version, &batch.customers)?;
-
-    let mut states = conn
-        .prepare(&one_row(STATES_INSERT, 4, STATES_CONFLICT))
-        .map_err(sqlite("preparing the state write"))?;
-    for row in &batch.states {
-        states
-            .execute(params![version, row.customer_id, row.format, row.state])
-            .map_err(sqlite("writing states"))?;
-    }
 
     let mut events = conn
         .prepare(&one_row(EVENTS_INSERT, 10, ""))
@@ -263,9 +259,9 @@ pub(super) fn write(
 fn write_customers(
     conn: &rusqlite::Connection,
     version: i64,
-    rows: &[CustomerRow],
-    batch_keys: &HashMap<String, ListKeys>,
+    batch: &BatchWrite,
 ) -> Result<(), StoreError> {
+    let states = row_states(batch)?;
     let mut stored = conn
         .prepare(&format!(
             "SELECT {} FROM customers WHERE version = ?1 AND customer_id = ?2",
@@ -273,8 +269,8 @@ fn write_customers(
         ))
         .map_err(sqlite("preparing the list key lookup"))?;
     let mut upserts: HashMap<u16, rusqlite::Statement<'_>> = HashMap::new();
-    for row in rows {
-        let changed = match batch_keys.get(&row.customer_id) {
+    for (row, state) in batch.customers.iter().zip(states) {
+        let changed = match batch.stored_keys.get(&row.customer_id) {
             Some(keys) => keys.changed(row),
             None => stored
                 .query_row(params![version, row.customer_id], list_keys)
@@ -287,7 +283,7 @@ fn write_customers(
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 conn.prepare(&one_row(
                     CUSTOMER_INSERT,
-                    CUSTOMER_COLUMN_COUNT + 1,
+                    CUSTOMER_COLUMN_COUNT + 3,
                     &customer_conflict(changed),
                 ))
                 .map_err(sqlite("preparing the customer write"))?,
@@ -338,6 +334,8 @@ fn write_customers(
                 row.events,
                 row.evaluated_at,
                 row.grade_inputs,
+                state.map(|s| s.format),
+                state.map(|s| s.state.as_slice()),
             ])
             .map_err(sqlite("writing customers"))?;
     }

@@ -17,10 +17,9 @@ const VERSION_SELECT: &str = "SELECT version, status, code_version, state_format
      FROM projection_versions";
 
 /// Tables whose rows belong to one version, children first.
-const VERSIONED_TABLES: [&str; 7] = [
+const VERSIONED_TABLES: [&str; 6] = [
     "customer_changes",
     "customers",
-    "customer_state",
     "transitions",
     "checkpoints",
     "held_events",
