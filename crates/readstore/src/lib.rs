@@ -36,9 +36,8 @@
 //! `DELETE … WHERE version = ?` is the price of the simpler design.) The audit copy
 //! (`customer_events`, whose last row per customer is that customer's chain head) is a fact
 //! about the log, identical under any policy, so it is shared by all versions and written by
-//! whichever version applies an event first. Each
-//! version keeps the exact policy texts it was built with (`policy_documents`) and its build
-//! progress (`projection_versions.build_*`).
+//! whichever version applies an event first. Each version keeps the exact policy texts it was
+//! built with (`policy_documents`) and its build progress (`projection_versions.build_*`).
 
 mod error;
 mod model;

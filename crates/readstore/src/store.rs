@@ -1420,7 +1420,10 @@ async fn write_postgres(
         let states = row_states(batch)?;
         let sql = format!(
             "{CUSTOMER_INSERT}SELECT $1, * FROM {}{}",
-            unnest(&[&CUSTOMER_ARRAY_TYPES[..], &["int8", "bytea"]].concat(), 2),
+            unnest(
+                &[&CUSTOMER_ARRAY_TYPES[..], &CUSTOMER_STATE_TYPES].concat(),
+                2
+            ),
             customer_conflict(ALL_INDEXED)
         );
         let mut q = sqlx::query(&sql)
@@ -1618,6 +1621,10 @@ const CUSTOMER_ARRAY_TYPES: [&str; CUSTOMER_COLUMN_COUNT] = [
     "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
     "text", "int8", "text", "text", "text", "int8", "int8", "int8", "int8", "bytea",
 ];
+
+/// The PostgreSQL types of the state columns a customers write ends with (`CUSTOMER_INSERT`):
+/// `state_format`, `state`.
+const CUSTOMER_STATE_TYPES: [&str; 2] = ["int8", "bytea"];
 
 /// The start of each write statement (`INSERT INTO t (columns) `) and its conflict clause; the
 /// PostgreSQL writer appends multi-row `VALUES` lists, the SQLite writer one row's parameters.

@@ -17,8 +17,8 @@ use sqlx::{Sqlite, Transaction};
 use super::{
     blocking, cause_columns, customer_conflict, row_states, ALL_INDEXED, AUDITED_POSITIONS,
     CHANGES_CONFLICT, CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT,
-    CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT,
-    INDEXED_COLUMNS, TRANSITIONS_INSERT,
+    CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_STATE_TYPES, EVENTS_INSERT, HELD_CONFLICT,
+    HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -283,7 +283,7 @@ fn write_customers(
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 conn.prepare(&one_row(
                     CUSTOMER_INSERT,
-                    CUSTOMER_COLUMN_COUNT + 3,
+                    1 + CUSTOMER_COLUMN_COUNT + CUSTOMER_STATE_TYPES.len(),
                     &customer_conflict(changed),
                 ))
                 .map_err(sqlite("preparing the customer write"))?,
