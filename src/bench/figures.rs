@@ -11,7 +11,7 @@ use clientlog_demo::{Config, Generator, YearMonth};
 use clientlog_domain::{evaluate, CustomerState, Event, Policies};
 use clientlog_eventlog::{AppendEvent, EventLog, KafkaConfig, KafkaLog, SqliteConfig, SqliteLog};
 use clientlog_projector::{Clock, Projector, ProjectorConfig};
-use clientlog_readstore::{chain_hash, AuditRow, ReadStore, StoreConfig};
+use clientlog_readstore::{chain_hash, AuditRow, BatchWrite, ReadStore, StoreConfig};
 use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -637,82 +637,32 @@ fn audit_rows(bytes: &[Vec<u8>]) -> anyhow::Result<Vec<AuditRow>> {
         .collect()
 }
 
-/// The part of a live projection's write that no design can leave out, bare: `rows` inserted
-/// into the audit copy of a new read store at `config` (its schema and indexes), in
-/// transactions of `batch` rows — one prepared single-row insert per row on SQLite, one
-/// `UNNEST` insert per transaction on PostgreSQL. Rows per second.
+/// The part of a live projection's write that no design can leave out: `rows` written into the
+/// audit copy of a new read store at `config` alone, in transactions of `batch` rows, through
+/// the store's own write path (prepared single-row inserts on SQLite; on PostgreSQL a binary
+/// `COPY` on the audit copy's own connection). Rows per second.
 async fn bare_audit_copy(
     config: &StoreConfig,
     rows: &[AuditRow],
     batch: usize,
 ) -> anyhow::Result<f64> {
-    ReadStore::open(config).await?.close().await;
-    let started;
-    match config {
-        StoreConfig::Sqlite { path } => {
-            let mut conn = rusqlite::Connection::open(path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.pragma_update(None, "cache_size", -65536)?;
-            started = Instant::now();
-            for chunk in rows.chunks(batch) {
-                let tx = conn.transaction()?;
-                {
-                    let mut insert = tx.prepare(
-                        "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
-                         log_offset, event_type, occurred_at, recorded_at, bytes, hash) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    )?;
-                    for r in chunk {
-                        insert.execute(rusqlite::params![
-                            r.customer_id,
-                            r.seq,
-                            r.event_id.as_slice(),
-                            r.log_partition,
-                            r.log_offset,
-                            r.event_type,
-                            r.occurred_at,
-                            r.recorded_at,
-                            r.bytes,
-                            r.hash.as_slice(),
-                        ])?;
-                    }
-                }
-                tx.commit()?;
-            }
-        }
-        StoreConfig::Postgres { url } => {
-            let mut conn = sqlx::PgConnection::connect(url).await?;
-            started = Instant::now();
-            fn column<'a, T>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> T) -> Vec<T> {
-                rows.iter().map(f).collect()
-            }
-            for chunk in rows.chunks(batch) {
-                let mut tx = conn.begin().await?;
-                sqlx::query(
-                    "INSERT INTO customer_events (customer_id, seq, event_id, log_partition, \
-                     log_offset, event_type, occurred_at, recorded_at, bytes, hash) \
-                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[], $4::int8[], \
-                     $5::int8[], $6::text[], $7::int8[], $8::int8[], $9::bytea[], $10::bytea[])",
-                )
-                .bind(column(chunk, |r| r.customer_id.as_str()))
-                .bind(column(chunk, |r| r.seq))
-                .bind(column(chunk, |r| r.event_id.as_slice()))
-                .bind(column(chunk, |r| i64::from(r.log_partition)))
-                .bind(column(chunk, |r| r.log_offset))
-                .bind(column(chunk, |r| r.event_type.as_str()))
-                .bind(column(chunk, |r| r.occurred_at))
-                .bind(column(chunk, |r| r.recorded_at))
-                .bind(column(chunk, |r| r.bytes.as_slice()))
-                .bind(column(chunk, |r| r.hash.as_slice()))
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-            conn.close().await?;
-        }
+    let store = ReadStore::open(config).await?;
+    let batches: Vec<BatchWrite> = rows
+        .chunks(batch)
+        .map(|chunk| BatchWrite {
+            events: chunk.to_vec(),
+            ..BatchWrite::default()
+        })
+        .collect();
+    let started = Instant::now();
+    for write in &batches {
+        let mut tx = store.begin().await?;
+        tx.write(1, write, 0).await?;
+        tx.commit().await?;
     }
-    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed();
+    store.close().await;
+    Ok(rows.len() as f64 / elapsed.as_secs_f64())
 }
 
 /// What [`project`] applied, and how long the projecting took: from the projector attached

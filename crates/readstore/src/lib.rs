@@ -19,6 +19,15 @@
 //! whole store. So a `dead-letters retry` run beside a live projector, a re-evaluation pass, a
 //! rebuild's candidate version or a second projector never interleaves with a batch.
 //!
+//! One part of a batch commits on its own: on PostgreSQL the audit copy (`customer_events`,
+//! one row per event and most of a batch's work) streams over a second connection, so that
+//! two server processes work on a batch at once, and commits just before the batch's own
+//! transaction. The audit copy is a fact about the log, not a version's read model: each event
+//! is in it once (its id is unique), and `audit_frontier`, written with its rows, says how far
+//! it goes. A batch that fails between the two commits leaves events in the audit copy ahead
+//! of every checkpoint; the next batch finds them by position and folds them without copying
+//! them again, as a rebuild does with events the live version copied.
+//!
 //! SQLite runs in WAL mode with `synchronous=NORMAL`: a power loss may drop the last committed
 //! batches, but always together with their checkpoint, so the projector reads those events
 //! again. The log is the source of truth; the read store only has to be consistent, not

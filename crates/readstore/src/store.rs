@@ -58,6 +58,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "states in customers",
         include_str!("../../../projections/migrations/sqlite/0008_states_in_customers.sql"),
     ),
+    (
+        9,
+        "audit frontier",
+        include_str!("../../../projections/migrations/sqlite/0009_audit_frontier.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -106,6 +111,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "states in customers",
         include_str!("../../../projections/migrations/postgres/0009_states_in_customers.sql"),
+    ),
+    (
+        10,
+        "audit copy on its own connection",
+        include_str!(
+            "../../../projections/migrations/postgres/0010_audit_copy_on_its_own_connection.sql"
+        ),
     ),
 ];
 
@@ -165,6 +177,8 @@ enum TxBackend {
 pub struct StoreTx {
     inner: TxBackend,
     wal_checkpoints: Option<WalCheckpoints>,
+    /// PostgreSQL: the audit copy's own connection, opened by the first audit rows written.
+    audit: Option<AuditStream>,
 }
 
 /// Expands `$body` once per backend, with `$c` the backend's pool or transaction and `Db` its
@@ -316,8 +330,11 @@ impl ReadStore {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(db("parsing the database URL"))?
                     .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+                // A write transaction takes a second connection for its audit copy
+                // (store/pg_copy.rs) while it holds the write lock; writers waiting for the lock
+                // each hold one, and readers share the rest.
                 let pool = PgPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await
@@ -375,9 +392,14 @@ impl ReadStore {
                 TxBackend::Postgres(tx)
             }
         };
+        let audit = match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pool) => Some(AuditStream::new(pool.clone())),
+        };
         Ok(StoreTx {
             inner,
             wal_checkpoints: self.wal_checkpoints.clone(),
+            audit,
         })
     }
 
@@ -928,7 +950,11 @@ where
 }
 
 impl StoreTx {
+    /// Commits the audit copy's own transaction, if any, then the store's.
     pub async fn commit(self) -> Result<(), StoreError> {
+        if let Some(audit) = self.audit {
+            audit.commit().await?;
+        }
         per_backend!(self.inner, TxBackend, tx => tx.commit().await.map_err(db("committing")))?;
         if let Some(checkpoints) = &self.wal_checkpoints {
             checkpoints.committed();
@@ -1080,14 +1106,11 @@ impl StoreTx {
         Ok(found)
     }
 
-    /// Per partition, the furthest offset any version has projected: the audit copy holds
-    /// every applied event up to there (it is shared, and written by whichever version applies
-    /// an event first).
+    /// Per partition, the furthest position the audit copy holds (it is shared, and written by
+    /// whichever version applies an event first): past it, no event of the log is in it.
     pub async fn audit_frontier(&mut self) -> Result<BTreeMap<i32, i64>, StoreError> {
         per_backend!(&mut self.inner, TxBackend, c => {
-            QueryBuilder::<Db>::new(
-                "SELECT log_partition, MAX(log_offset) FROM checkpoints GROUP BY log_partition",
-            )
+            QueryBuilder::<Db>::new("SELECT log_partition, log_offset FROM audit_frontier")
             .build()
             .fetch_all(&mut **c)
             .await
@@ -1386,7 +1409,12 @@ impl StoreTx {
             TxBackend::Sqlite(c) => {
                 sqlite_tx::run(c, |conn| sqlite_tx::write(conn, version, batch, now)).await
             }
-            TxBackend::Postgres(c) => write_postgres(c, version, batch, now).await,
+            TxBackend::Postgres(c) => {
+                if let Some(audit) = &mut self.audit {
+                    audit.send(&batch.events).await?;
+                }
+                write_postgres(c, version, batch, now).await
+            }
         }
     }
 }
@@ -1491,57 +1519,25 @@ async fn write_postgres(
         .map_err(db("writing the change feed"))?;
     }
 
-    let events = &batch.events;
-    if !events.is_empty() {
-        sqlx::query(&format!(
-            "{EVENTS_INSERT}SELECT * FROM {}",
-            unnest(
-                &[
-                    "text", "int8", "bytea", "int8", "int8", "text", "int8", "int8", "bytea",
-                    "bytea"
-                ],
-                1
-            )
-        ))
-        .bind(column(events, |r| r.customer_id.as_str()))
-        .bind(column(events, |r| r.seq))
-        .bind(column(events, |r| r.event_id.as_slice()))
-        .bind(column(events, |r| i64::from(r.log_partition)))
-        .bind(column(events, |r| r.log_offset))
-        .bind(column(events, |r| r.event_type.as_str()))
-        .bind(column(events, |r| r.occurred_at))
-        .bind(column(events, |r| r.recorded_at))
-        .bind(column(events, |r| r.bytes.as_slice()))
-        .bind(column(events, |r| r.hash.as_slice()))
-        .execute(&mut **c)
-        .await
-        .map_err(db("writing the audit copy"))?;
+    let mut transitions = CopyRows::new(10, batch.transitions.len() * 120);
+    for r in &batch.transitions {
+        let (cause, event_id, partition, offset) = cause_columns(&r.cause);
+        transitions
+            .row()
+            .int8(version)
+            .text(&r.customer_id)
+            .text(r.dimension)
+            .opt_text(r.from_value.as_deref())
+            .text(&r.to_value)
+            .text(cause)
+            .opt_bytea(event_id)
+            .opt_int8(partition)
+            .opt_int8(offset)
+            .int8(r.at);
     }
-
-    let transitions = &batch.transitions;
-    if !transitions.is_empty() {
-        let causes = column(transitions, |r| cause_columns(&r.cause));
-        sqlx::query(&format!(
-            "{TRANSITIONS_INSERT}SELECT $1, * FROM {}",
-            unnest(
-                &["text", "text", "text", "text", "text", "bytea", "int8", "int8", "int8"],
-                2
-            )
-        ))
-        .bind(version)
-        .bind(column(transitions, |r| r.customer_id.as_str()))
-        .bind(column(transitions, |r| r.dimension))
-        .bind(column(transitions, |r| r.from_value.as_deref()))
-        .bind(column(transitions, |r| r.to_value.as_str()))
-        .bind(column(&causes, |c| c.0))
-        .bind(column(&causes, |c| c.1))
-        .bind(column(&causes, |c| c.2))
-        .bind(column(&causes, |c| c.3))
-        .bind(column(transitions, |r| r.at))
-        .execute(&mut **c)
-        .await
-        .map_err(db("writing transitions"))?;
-    }
+    transitions
+        .send(c, TRANSITIONS_COPY, "writing transitions")
+        .await?;
 
     let held = &batch.held;
     if !held.is_empty() {
@@ -1638,6 +1634,16 @@ const CHANGES_CONFLICT: &str =
     " ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq";
 const EVENTS_INSERT: &str = "INSERT INTO customer_events (customer_id, seq, event_id, \
      log_partition, log_offset, event_type, occurred_at, recorded_at, bytes, hash) ";
+/// The audit copy's and the transitions' columns as `COPY` targets (PostgreSQL).
+const EVENTS_COPY: &str = "customer_events (customer_id, seq, event_id, log_partition, \
+     log_offset, event_type, occurred_at, recorded_at, bytes, hash)";
+const TRANSITIONS_COPY: &str = "transitions (version, customer_id, dimension, from_value, \
+     to_value, cause, cause_event_id, log_partition, log_offset, at)";
+/// Moves a partition's audit frontier to `$2` if that is further (`$1` the partition).
+const AUDIT_FRONTIER_UPSERT: &str = "INSERT INTO audit_frontier (log_partition, log_offset) \
+     VALUES ($1, $2) ON CONFLICT (log_partition) DO UPDATE SET log_offset = \
+     CASE WHEN excluded.log_offset > audit_frontier.log_offset \
+     THEN excluded.log_offset ELSE audit_frontier.log_offset END";
 const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id, dimension, \
      from_value, to_value, cause, cause_event_id, log_partition, log_offset, at) ";
 const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_offset, \
@@ -1698,9 +1704,11 @@ fn cause_columns(cause: &Cause) -> (&'static str, Option<&[u8]>, Option<i64>, Op
 }
 
 mod audit;
+mod pg_copy;
 mod sqlite_tx;
 mod versions;
 mod wal;
 pub use audit::{GradePages, GradeRow};
+use pg_copy::{AuditStream, CopyRows};
 pub use versions::PromoteError;
 use wal::WalCheckpoints;

@@ -16,9 +16,9 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{
     blocking, cause_columns, customer_conflict, row_states, ALL_INDEXED, AUDITED_POSITIONS,
-    CHANGES_CONFLICT, CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT,
-    CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_STATE_TYPES, EVENTS_INSERT, HELD_CONFLICT,
-    HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
+    AUDIT_FRONTIER_UPSERT, CHANGES_CONFLICT, CHANGES_INSERT, CHECKPOINTS_CONFLICT,
+    CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_STATE_TYPES,
+    EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -189,7 +189,10 @@ pub(super) fn write(
     let mut events = conn
         .prepare(&one_row(EVENTS_INSERT, 10, ""))
         .map_err(sqlite("preparing the audit copy write"))?;
+    let mut frontier: BTreeMap<i32, i64> = BTreeMap::new();
     for row in &batch.events {
+        let furthest = frontier.entry(row.log_partition).or_insert(row.log_offset);
+        *furthest = (*furthest).max(row.log_offset);
         events
             .execute(params![
                 row.customer_id,
@@ -204,6 +207,14 @@ pub(super) fn write(
                 row.hash.as_slice(),
             ])
             .map_err(sqlite("writing the audit copy"))?;
+    }
+    let mut advance = conn
+        .prepare(AUDIT_FRONTIER_UPSERT)
+        .map_err(sqlite("preparing the audit frontier write"))?;
+    for (partition, offset) in frontier {
+        advance
+            .execute(params![partition, offset])
+            .map_err(sqlite("recording the audit frontier"))?;
     }
 
     let mut transitions = conn
