@@ -147,12 +147,15 @@ impl SqliteLog {
             .await
             .map_err(sqlite_err("opening the event log for writing"))?;
         migrate(&mut writer).await?;
+        // `recorded_at` never decreases along the log, so the last row holds the latest one: a
+        // lookup at the end of the b-tree, where MAX(recorded_at) read the whole log.
         let (last_offset, last_recorded): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(MAX(position), 0), COALESCE(MAX(recorded_at), 0) FROM events",
+            "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1",
         )
-        .fetch_one(&mut writer)
+        .fetch_optional(&mut writer)
         .await
-        .map_err(sqlite_err("reading the end of the event log"))?;
+        .map_err(sqlite_err("reading the end of the event log"))?
+        .unwrap_or((0, 0));
 
         let readers = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))
