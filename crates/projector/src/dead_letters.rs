@@ -150,7 +150,7 @@ pub async fn resolve_dead_letter(
         loaded,
         blocked: HashMap::new(),
         dead_letters: HashMap::new(),
-        audited,
+        audited: fold::Audited::Ids(audited),
     };
     let eval = Evaluation {
         policies: &attached.policies,

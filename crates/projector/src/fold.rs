@@ -6,7 +6,10 @@
 //! whatever the batch boundaries were: two runs over the same log at the same `as_of` write
 //! the same transitions even if one of them was killed and restarted in between.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use foldhash::{HashMap as FastMap, HashSet as FastSet, HashSetExt};
 
 use clientlog_domain::calendar::{self, day_of};
 use clientlog_domain::state::STATE_FORMAT;
@@ -68,30 +71,16 @@ pub enum FoldError {
     CustomerId(String),
 }
 
-/// The three values transitions are about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Marks {
-    grade: &'static str,
-    stage: &'static str,
-    risk_band: &'static str,
-}
-
-impl Marks {
-    fn of(verdict: &Verdict) -> Self {
-        Self {
-            grade: verdict.grade.as_str(),
-            stage: verdict.stage.as_str(),
-            risk_band: verdict.risk_band.as_str(),
-        }
-    }
-}
+/// The three values transitions are about, in the order of `Working::marks`.
+const MARKS: [&str; 3] = ["grade", "stage", "risk_band"];
 
 /// A customer being worked on in this batch.
 struct Working {
     id: CustomerId,
     state: CustomerState,
-    /// The marks of the last verdict (stored or computed here), as strings.
-    marks: Option<(String, String, String)>,
+    /// The grade, stage and risk band of the last verdict: as stored, or computed here (a
+    /// verdict's own names, not copied for every event).
+    marks: Option<[Cow<'static, str>; 3]>,
     evaluated_at: Option<i64>,
     head: Option<ChainHead>,
     position: Option<(i32, i64)>,
@@ -130,11 +119,11 @@ impl Working {
                 log_partition,
                 log_offset,
             }) => (
-                Some((
-                    keys.grade.clone(),
-                    keys.stage.clone(),
-                    keys.risk_band.clone(),
-                )),
+                Some([
+                    Cow::Owned(keys.grade.clone()),
+                    Cow::Owned(keys.stage.clone()),
+                    Cow::Owned(keys.risk_band.clone()),
+                ]),
                 Some(evaluated_at),
                 Some((log_partition, log_offset)),
                 Some(keys),
@@ -157,34 +146,26 @@ impl Working {
     /// Evaluates the state, records a transition for each mark that changed, keeps the verdict.
     fn evaluate(&mut self, eval: &Evaluation<'_>, cause: Cause, out: &mut Vec<TransitionRow>) {
         let verdict = evaluate(&self.state, eval.policies, eval.as_of);
-        let now = Marks::of(&verdict);
-        let before = self.marks.take();
-        let pairs = [
-            ("grade", before.as_ref().map(|m| m.0.as_str()), now.grade),
-            ("stage", before.as_ref().map(|m| m.1.as_str()), now.stage),
-            (
-                "risk_band",
-                before.as_ref().map(|m| m.2.as_str()),
-                now.risk_band,
-            ),
+        let now = [
+            verdict.grade.as_str(),
+            verdict.stage.as_str(),
+            verdict.risk_band.as_str(),
         ];
-        for (dimension, from, to) in pairs {
-            if from != Some(to) {
+        let before = self.marks.take();
+        for (i, dimension) in MARKS.into_iter().enumerate() {
+            let from = before.as_ref().map(|marks| marks[i].as_ref());
+            if from != Some(now[i]) {
                 out.push(TransitionRow {
                     customer_id: self.id.as_str().to_string(),
                     dimension,
                     from_value: from.map(str::to_string),
-                    to_value: to.to_string(),
+                    to_value: now[i].to_string(),
                     cause,
                     at: eval.as_of,
                 });
             }
         }
-        self.marks = Some((
-            now.grade.to_string(),
-            now.stage.to_string(),
-            now.risk_band.to_string(),
-        ));
+        self.marks = Some(now.map(Cow::Borrowed));
         self.evaluated_at = Some(eval.as_of);
         self.verdict = Some(verdict);
     }
@@ -205,12 +186,93 @@ pub struct Known {
     pub blocked: HashMap<String, i64>,
     /// The dead-letter id of each bad record of this batch, by position.
     pub dead_letters: HashMap<(i32, i64), i64>,
-    /// Event ids in the audit copy, with the position they were applied from: those of this
-    /// batch's events that it holds.
-    /// The audit copy is shared by all versions: an event there at this very position was
-    /// applied by another version first (this one is catching up) and is folded without a new
-    /// audit row; at another position it is a second copy and changes nothing.
-    pub audited: HashMap<[u8; 16], (i32, i64)>,
+    /// Those of this batch's events that the audit copy holds.
+    pub audited: Audited,
+}
+
+/// The events of a batch that the audit copy holds. It is shared by all versions: an event
+/// there at this very position was applied by another version first (this one is catching up,
+/// or the batch's own audit copy committed before a failure) and is folded without a new audit
+/// row; at another position it is a second copy and changes nothing.
+#[derive(Debug, Clone)]
+pub enum Audited {
+    /// Event ids with the position they were applied from: for a log that may hold an event
+    /// twice, at two positions (Kafka).
+    Ids(HashMap<[u8; 16], (i32, i64)>),
+    /// Positions: for a log that refuses a second copy of an event id, where the event at an
+    /// audited position is the one the audit copy holds.
+    Positions(Positions),
+}
+
+impl Default for Audited {
+    fn default() -> Self {
+        Audited::Positions(Positions::default())
+    }
+}
+
+/// A set of log positions, per partition a sorted list of offsets. A rebuild asks about
+/// batches the audit copy holds whole: a list with no gap answers by its ends.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(HashMap<i32, Vec<i64>>);
+
+impl Positions {
+    pub fn contains(&self, (partition, offset): (i32, i64)) -> bool {
+        let Some(offsets) = self.0.get(&partition) else {
+            return false;
+        };
+        match (offsets.first(), offsets.last()) {
+            (Some(&first), Some(&last)) if last - first + 1 == offsets.len() as i64 => {
+                (first..=last).contains(&offset)
+            }
+            _ => offsets.binary_search(&offset).is_ok(),
+        }
+    }
+
+    pub fn insert(&mut self, (partition, offset): (i32, i64)) {
+        let offsets = self.0.entry(partition).or_default();
+        if let Err(at) = offsets.binary_search(&offset) {
+            offsets.insert(at, offset);
+        }
+    }
+}
+
+impl FromIterator<(i32, i64)> for Positions {
+    fn from_iter<I: IntoIterator<Item = (i32, i64)>>(positions: I) -> Self {
+        let mut by_partition: HashMap<i32, Vec<i64>> = HashMap::new();
+        for (partition, offset) in positions {
+            by_partition.entry(partition).or_default().push(offset);
+        }
+        for offsets in by_partition.values_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+        }
+        Positions(by_partition)
+    }
+}
+
+impl Audited {
+    /// What the audit copy says of the event `event_id` at `position`.
+    fn check(&self, event_id: [u8; 16], position: (i32, i64)) -> Check {
+        match self {
+            Audited::Ids(ids) => match ids.get(&event_id) {
+                Some(&at) if at != position => Check::Repeat,
+                Some(_) => Check::Audited,
+                None => Check::New,
+            },
+            Audited::Positions(positions) if positions.contains(position) => Check::Audited,
+            Audited::Positions(_) => Check::New,
+        }
+    }
+
+    /// Notes an event the batch copied into the audit copy.
+    fn insert(&mut self, event_id: [u8; 16], position: (i32, i64)) {
+        match self {
+            Audited::Ids(ids) => {
+                ids.insert(event_id, position);
+            }
+            Audited::Positions(positions) => positions.insert(position),
+        }
+    }
 }
 
 /// Folds `records` (in log order) into the rows to write. `checkpoint` says whether the
@@ -234,14 +296,15 @@ pub fn fold(
 #[derive(Default)]
 pub struct Carry {
     /// By shard of the customer id (`shard_of`), so that shards fold apart.
-    working: [HashMap<String, Working>; SHARDS],
+    /// Boxed: a map of small entries is quicker to probe and to grow.
+    working: [FastMap<String, Box<Working>>; SHARDS],
     out: BatchWrite,
 }
 
 impl Carry {
     /// Customers held.
     pub fn customers(&self) -> usize {
-        self.working.iter().map(HashMap::len).sum()
+        self.working.iter().map(FastMap::len).sum()
     }
 
     /// Whether `customer` is held (its stored rows are older than its state here).
@@ -276,11 +339,11 @@ impl Carry {
 
     /// Finishes `customers` (those of them held here): their rows join the rows to write, and
     /// a later record of theirs would start from the store again. A batch written at once
-    /// finishes each customer after its last record in the batch ([`last_records`]).
+    /// finishes each customer after its records in the batch ([`fold_by_customer`]).
     pub fn finish_customers(&mut self, customers: &[&str], eval: &Evaluation<'_>) {
         for &customer in customers {
             if let Some(w) = self.working[shard_of(customer)].remove(customer) {
-                finish(w, eval, &mut self.out);
+                finish(*w, eval, &mut self.out);
             }
         }
     }
@@ -289,7 +352,7 @@ impl Carry {
     /// taken out so that they can be written while later records are folded.
     pub fn take_rows(&mut self) -> BatchWrite {
         let out = &mut self.out;
-        BatchWrite {
+        let mut rows = BatchWrite {
             customers: std::mem::take(&mut out.customers),
             states: std::mem::take(&mut out.states),
             events: std::mem::take(&mut out.events),
@@ -297,42 +360,35 @@ impl Carry {
             held: std::mem::take(&mut out.held),
             stored_keys: std::mem::take(&mut out.stored_keys),
             ..BatchWrite::default()
-        }
+        };
+        transitions_by_customer(&mut rows);
+        rows
     }
 
     /// Every row to write, customers in id order.
     pub fn finish(self, eval: &Evaluation<'_>) -> BatchWrite {
         let mut out = self.out;
-        let mut customers: Vec<Working> = self
+        let mut customers: Vec<Box<Working>> = self
             .working
             .into_iter()
-            .flat_map(HashMap::into_values)
+            .flat_map(FastMap::into_values)
             .collect();
         customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         for w in customers {
-            finish(w, eval, &mut out);
+            finish(*w, eval, &mut out);
         }
+        transitions_by_customer(&mut out);
         out
     }
 }
 
-/// For each chunk of `chunk` records of `records`, the customers whose last record is in it, in
-/// id order: their rows are written in that order, next to each other in every table's key.
-pub fn last_records(records: &[Record], chunk: usize) -> Vec<Vec<&str>> {
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    for (i, record) in records.iter().enumerate() {
-        if let Some(customer) = record.customer() {
-            last.insert(customer, i / chunk.max(1));
-        }
-    }
-    let mut by_chunk = vec![Vec::new(); records.len().div_ceil(chunk.max(1))];
-    for (customer, index) in last {
-        by_chunk[index].push(customer);
-    }
-    for customers in &mut by_chunk {
-        customers.sort_unstable();
-    }
-    by_chunk
+/// Puts `rows`' transitions in customer id order, each customer's in the order they happened:
+/// the order of the index a customer's timeline is read by, so that writing them appends to
+/// it instead of inserting all over it (a build holds transitions of many batches in log
+/// order).
+fn transitions_by_customer(rows: &mut BatchWrite) {
+    rows.transitions
+        .sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
 }
 
 /// Customers are split in this many shards by id; a build that holds customers across batches
@@ -359,33 +415,17 @@ enum Check {
     New,
 }
 
-fn check(
-    event_id: [u8; 16],
-    position: (i32, i64),
-    audited: &HashMap<[u8; 16], (i32, i64)>,
-    seen: &mut HashSet<[u8; 16]>,
-) -> Check {
-    let found = match audited.get(&event_id) {
-        Some(&at) if at != position => return Check::Repeat,
-        Some(_) => Check::Audited,
-        None => Check::New,
+/// What the checks by event id say of a record: `None` for a bad record; a repeat of an event
+/// the audit copy holds elsewhere or `seen` earlier in the batch; audited; or new.
+fn check_record(record: &Record, audited: &Audited, seen: &mut FastSet<[u8; 16]>) -> Option<Check> {
+    let Record::Event(stored) = record else {
+        return None;
     };
-    if seen.insert(event_id) {
-        found
-    } else {
-        Check::Repeat
-    }
-}
-
-/// [`check`] of an event record; `None` for a bad record.
-fn check_record(
-    record: &Record,
-    audited: &HashMap<[u8; 16], (i32, i64)>,
-    seen: &mut HashSet<[u8; 16]>,
-) -> Option<Check> {
-    match record {
-        Record::Event(stored) => Some(check(event_id(stored), record.position(), audited, seen)),
-        Record::Bad(_) => None,
+    let event_id = event_id(stored);
+    match audited.check(event_id, record.position()) {
+        Check::Repeat => Some(Check::Repeat),
+        _ if !seen.insert(event_id) => Some(Check::Repeat),
+        found => Some(found),
     }
 }
 
@@ -396,7 +436,7 @@ fn event_id(stored: &StoredEvent) -> [u8; 16] {
 /// The customers of one shard while a batch is folded: what the store loaded for them, those
 /// held behind a dead letter, their working states, and where their rows go.
 struct Shard<'a> {
-    working: &'a mut HashMap<String, Working>,
+    working: &'a mut FastMap<String, Box<Working>>,
     loaded: &'a mut HashMap<String, LoadedCustomer>,
     blocked: &'a mut HashMap<String, i64>,
     dead_letters: &'a HashMap<(i32, i64), i64>,
@@ -450,7 +490,9 @@ impl Shard<'_> {
             Some(w) => w,
             None => {
                 let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
-                self.working.entry(customer.to_string()).or_insert(w)
+                self.working
+                    .entry(customer.to_string())
+                    .or_insert(Box::new(w))
             }
         };
         let out = &mut *self.out;
@@ -501,7 +543,7 @@ pub fn fold_into(
     checkpoint: bool,
     carry: &mut Carry,
 ) -> Result<(), FoldError> {
-    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
+    let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
     for record in records {
         let check = check_record(record, &known.audited, &mut seen);
         let shard = record.customer().map_or(0, shard_of);
@@ -521,22 +563,91 @@ pub fn fold_into(
     Ok(())
 }
 
+/// Folds all of a batch's `records` into `carry` as [`fold_into`] does, but customer by
+/// customer in id order, finishing each customer after its records and handing the rows done
+/// so far to `emit` every `chunk` records or so (until `emit` says no more): a batch written
+/// at once reaches the writer evenly, where in log order most customers finish in the batch's
+/// last records and their rows would all be written after the fold. The checks by event id,
+/// which span customers, run first in log order; a customer's events stay in log order, so only
+/// the order across customers differs from [`fold_into`].
+pub fn fold_by_customer(
+    records: Vec<Record>,
+    known: Known,
+    eval: &Evaluation<'_>,
+    carry: &mut Carry,
+    chunk: usize,
+    mut emit: impl FnMut(BatchWrite) -> bool,
+) -> Result<(), FoldError> {
+    let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
+    let checks: Vec<Option<Check>> = records
+        .iter()
+        .map(|record| check_record(record, &known.audited, &mut seen))
+        .collect();
+    let mut by_customer: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        by_customer.entry(record.customer()).or_default().push(i);
+    }
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = by_customer
+        .into_iter()
+        .map(|(customer, indexes)| (customer.map(str::to_string), indexes))
+        .collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Each record is dropped once folded, here rather than by the writer.
+    let mut records: Vec<Option<Record>> = records.into_iter().map(Some).collect();
+    let Known {
+        mut loaded,
+        mut blocked,
+        dead_letters,
+        ..
+    } = known;
+    let mut pending = 0;
+    for (customer, indexes) in groups {
+        let mut shard = Shard {
+            working: &mut carry.working[customer.as_deref().map_or(0, shard_of)],
+            loaded: &mut loaded,
+            blocked: &mut blocked,
+            dead_letters: &dead_letters,
+            out: &mut carry.out,
+        };
+        for &i in &indexes {
+            if let Some(record) = records[i].take() {
+                shard.fold(&record, checks[i], eval, true)?;
+            }
+        }
+        if let Some(customer) = customer.as_deref() {
+            carry.finish_customers(&[customer], eval);
+        }
+        pending += indexes.len();
+        if pending >= chunk {
+            pending = 0;
+            if !emit(carry.take_rows()) {
+                return Ok(());
+            }
+        }
+    }
+    if pending > 0 {
+        emit(carry.take_rows());
+    }
+    Ok(())
+}
+
 /// Folds all of a batch's `records` into `carry` as [`fold_into`] does, each shard of customers
 /// on a thread of its own: a customer's events stay in log order, and the checks by event id,
 /// which span customers, run first on this thread. Rows of the two shards are appended one
 /// shard after the other, so only the order across customers differs from [`fold_into`].
 pub fn fold_into_sharded(
-    records: &[Record],
+    records: Vec<Record>,
     known: Known,
     eval: &Evaluation<'_>,
     checkpoint: bool,
     carry: &mut Carry,
 ) -> Result<(), FoldError> {
-    let mut seen: HashSet<[u8; 16]> = HashSet::with_capacity(records.len());
-    let checks: Vec<Option<Check>> = records
-        .iter()
-        .map(|record| check_record(record, &known.audited, &mut seen))
-        .collect();
+    let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
+    let mut by_shard: [Vec<(Record, Option<Check>)>; SHARDS] = Default::default();
+    for record in records {
+        let check = check_record(&record, &known.audited, &mut seen);
+        by_shard[record.customer().map_or(0, shard_of)].push((record, check));
+    }
     let mut loaded: [HashMap<String, LoadedCustomer>; SHARDS] = Default::default();
     for (customer, row) in known.loaded {
         loaded[shard_of(&customer)].insert(customer, row);
@@ -548,37 +659,34 @@ pub fn fold_into_sharded(
     let mut other_out = BatchWrite::default();
     let ([working_0, working_1], [loaded_0, loaded_1], [blocked_0, blocked_1]) =
         (&mut carry.working, &mut loaded, &mut blocked);
-    let shards = [
-        (
-            0,
-            Shard {
-                working: working_0,
-                loaded: loaded_0,
-                blocked: blocked_0,
-                dead_letters: &known.dead_letters,
-                out: &mut carry.out,
-            },
-        ),
-        (
-            1,
-            Shard {
-                working: working_1,
-                loaded: loaded_1,
-                blocked: blocked_1,
-                dead_letters: &known.dead_letters,
-                out: &mut other_out,
-            },
-        ),
-    ];
-    let fold_shard = |(index, mut shard): (usize, Shard<'_>)| -> Result<(), FoldError> {
-        for (record, &check) in records.iter().zip(&checks) {
-            if record.customer().map_or(0, shard_of) == index {
-                shard.fold(record, check, eval, checkpoint)?;
-            }
+    let [first_records, second_records] = by_shard;
+    let first = (
+        Shard {
+            working: working_0,
+            loaded: loaded_0,
+            blocked: blocked_0,
+            dead_letters: &known.dead_letters,
+            out: &mut carry.out,
+        },
+        first_records,
+    );
+    let second = (
+        Shard {
+            working: working_1,
+            loaded: loaded_1,
+            blocked: blocked_1,
+            dead_letters: &known.dead_letters,
+            out: &mut other_out,
+        },
+        second_records,
+    );
+    // Each record is dropped once folded, on its shard's thread.
+    let fold_shard = |(mut shard, records): (Shard<'_>, Vec<(Record, Option<Check>)>)| {
+        for (record, check) in records {
+            shard.fold(&record, check, eval, checkpoint)?;
         }
-        Ok(())
+        Ok::<_, FoldError>(())
     };
-    let [first, second] = shards;
     std::thread::scope(|scope| {
         let other = scope.spawn(|| fold_shard(second));
         let mine = fold_shard(first);

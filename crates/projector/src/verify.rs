@@ -22,7 +22,7 @@ use clientlog_eventlog::{EventLog, ReadError, StartOffsets};
 use clientlog_readstore::{AuditRow, CustomerRow, Lineage, ReadStore, StateRow};
 use futures::StreamExt as _;
 
-use crate::fold::{fold, Evaluation, Known, Record};
+use crate::fold::{fold, Audited, Evaluation, Known, Record};
 use crate::ProjectorError;
 
 /// One difference between what the log implies and what the store holds.
@@ -100,7 +100,7 @@ pub async fn verify(
             loaded: HashMap::new(),
             blocked: HashMap::new(),
             dead_letters: open.clone(),
-            audited: HashMap::new(),
+            audited: Audited::default(),
         };
         let eval = Evaluation {
             policies,

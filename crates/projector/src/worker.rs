@@ -14,11 +14,12 @@ use clientlog_eventlog::{
 use clientlog_readstore::{
     BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
 };
+use foldhash::HashSet as FastSet;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::fold::{self, Carry, Evaluation, Known, Record};
+use crate::fold::{self, Audited, Carry, Evaluation, Known, Record};
 use crate::ProjectorError;
 
 /// Where verdicts get their `as_of`.
@@ -506,14 +507,14 @@ impl Projector {
         let version = attached.version;
         let now = now_unix();
         let started = Instant::now();
+        let mut distinct: FastSet<&str> = FastSet::default();
         let mut customers: Vec<String> = records
             .iter()
             .filter_map(Record::customer)
-            .filter(|c| !held.carry.holds(c))
+            .filter(|&c| !held.carry.holds(c) && distinct.insert(c))
             .map(str::to_string)
             .collect();
         customers.sort_unstable();
-        customers.dedup();
         let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
         let mut tx = self.begin(&attached).await?;
         // Records this version already reflects (another projector of it got there first, or
@@ -556,20 +557,11 @@ impl Projector {
                     Record::Bad(_) => None,
                 })
                 .collect();
-            tx.audited_event_ids(&ids).await?
+            Audited::Ids(tx.audited_event_ids(&ids).await?)
         } else if !behind.is_empty() {
-            let present = tx.audited_positions(&behind).await?;
-            records
-                .iter()
-                .filter_map(|r| match r {
-                    Record::Event(e) if present.contains(&r.position()) => {
-                        Some((*e.event.id.as_uuid().as_bytes(), r.position()))
-                    }
-                    _ => None,
-                })
-                .collect()
+            Audited::Positions(tx.audited_positions(&behind).await?.into_iter().collect())
         } else {
-            HashMap::new()
+            Audited::default()
         };
         let loaded = tx.load_customers(version, &customers).await?;
         let loaded_at = Instant::now();
@@ -583,16 +575,18 @@ impl Projector {
             audited,
         };
         let (applied_before, held_before) = (held.carry.applied(), held.carry.held_events());
-        let records = Arc::new(records);
-        // A batch written now streams the rows its events complete (audit copy, transitions,
-        // and each customer's rows after its last record in the batch) to this task, which
-        // writes them while the fold goes on with the next records.
+        let events = records
+            .iter()
+            .filter(|r| matches!(r, Record::Event(_)))
+            .count() as u64;
+        let bad_records = records.len() as u64 - events;
+        // A batch written now is folded customer by customer and streams the rows done (audit
+        // copy, transitions, and each customer's rows after its records) to this task, which
+        // writes them while the fold goes on with the next customers.
         let (parts, mut written_parts) = mpsc::channel::<BatchWrite>(2);
         let folding = {
             let attached = attached.clone();
-            let records = records.clone();
             let mut carry = std::mem::take(&mut held.carry);
-            let mut known = known;
             tokio::task::spawn_blocking(move || {
                 let eval = Evaluation {
                     policies: &attached.policies,
@@ -601,20 +595,21 @@ impl Projector {
                 };
                 let mut streamed_held = 0;
                 if write_now {
-                    let finished = fold::last_records(&records, STREAMED_RECORDS);
-                    for (part, finished) in records.chunks(STREAMED_RECORDS).zip(finished) {
-                        fold::fold_into(part, &mut known, &eval, true, &mut carry)?;
-                        carry.finish_customers(&finished, &eval);
-                        let rows = carry.take_rows();
-                        streamed_held += rows.held.len();
-                        if parts.blocking_send(rows).is_err() {
-                            // The writer failed; its error is the batch's.
-                            break;
-                        }
-                    }
+                    fold::fold_by_customer(
+                        records,
+                        known,
+                        &eval,
+                        &mut carry,
+                        STREAMED_RECORDS,
+                        |rows| {
+                            streamed_held += rows.held.len();
+                            // A writer that failed stops the fold; its error is the batch's.
+                            parts.blocking_send(rows).is_ok()
+                        },
+                    )?;
                 } else {
                     // Nothing is written before the batch is folded: fold on both cores.
-                    fold::fold_into_sharded(&records, known, &eval, true, &mut carry)?;
+                    fold::fold_into_sharded(records, known, &eval, true, &mut carry)?;
                 }
                 let applied = carry.applied() - applied_before;
                 let held_events = (streamed_held + carry.held_events() - held_before) as u64;
@@ -623,15 +618,9 @@ impl Projector {
                     || carry.customers() >= hold
                     || carry.pending_rows() >= HELD_ROWS
                 {
-                    Ok::<_, ProjectorError>((
-                        None,
-                        Some(carry.finish(&eval)),
-                        records,
-                        applied,
-                        held_events,
-                    ))
+                    Ok::<_, ProjectorError>((None, Some(carry.finish(&eval)), applied, held_events))
                 } else {
-                    Ok((Some(carry), None, records, applied, held_events))
+                    Ok((Some(carry), None, applied, held_events))
                 }
             })
         };
@@ -640,7 +629,7 @@ impl Projector {
             customers_written += rows.customers.len();
             tx.write(version, &rows, now).await?;
         }
-        let (carry, write, records, applied, held_events) = folding.await??;
+        let (carry, write, applied, held_events) = folding.await??;
         let folded_at = Instant::now();
         // Where the version is now, including partitions whose records of this batch were all
         // reflected already (a checkpoint never moves back).
@@ -674,16 +663,12 @@ impl Projector {
         if let Some(carry) = carry {
             held.carry = carry;
         }
-        let events = records
-            .iter()
-            .filter(|r| matches!(r, Record::Event(_)))
-            .count() as u64;
         Ok(BatchOutcome {
             records: read,
             applied,
             held: held_events,
             duplicates: events.saturating_sub(applied + held_events) + already,
-            dead_letters: (records.len() as u64) - events,
+            dead_letters: bad_records,
             checkpoints_after,
             new_dead_letters,
         })

@@ -585,7 +585,7 @@ async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
 /// the customer's own last verdict, not that of the batch that writes it.
 #[test]
 fn a_held_customer_keeps_the_time_of_its_last_verdict() {
-    use clientlog_projector::fold::{fold_into, Carry, Evaluation, Known};
+    use clientlog_projector::fold::{fold_into, Audited, Carry, Evaluation, Known};
     use std::collections::HashMap;
 
     let policies = Policies::defaults();
@@ -599,7 +599,7 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
         loaded: HashMap::new(),
         blocked: HashMap::new(),
         dead_letters: HashMap::new(),
-        audited: HashMap::new(),
+        audited: Audited::default(),
     };
     let later = AS_OF + 2 * 86_400;
     let x = stored(
@@ -624,13 +624,17 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
     assert_eq!(written.checkpoints.get(&0), Some(&2));
 }
 
-/// Folding a batch's customers on two threads writes what folding them in one pass writes:
-/// the same customers, states and checkpoints, and each customer's transitions, audit rows and
-/// held events in the same order. The batch mixes both shards, a repeated event id, an event
-/// the audit copy holds already, a customer held from the start and one held by a bad record.
+/// Folding a batch's customers on two threads, or customer by customer with the rows streamed
+/// in parts, writes what folding them in one pass writes: the same customers, states and
+/// checkpoints, and each customer's transitions, audit rows and held events in the same order.
+/// The batch mixes both shards, a repeated event id, an event the audit copy holds already, a
+/// customer held from the start and one held by a bad record.
 #[test]
-fn the_sharded_fold_writes_what_the_sequential_fold_writes() {
-    use clientlog_projector::fold::{fold_into, fold_into_sharded, Carry, Evaluation, Known};
+fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
+    use clientlog_projector::fold::{
+        fold_by_customer, fold_into, fold_into_sharded, Audited, Carry, Evaluation, Known,
+    };
+    use clientlog_readstore::BatchWrite;
     use std::collections::HashMap;
 
     let policies = Policies::defaults();
@@ -677,20 +681,38 @@ fn the_sharded_fold_writes_what_the_sequential_fold_writes() {
         loaded: HashMap::new(),
         blocked: HashMap::from([("CUST-11".to_string(), 1)]),
         dead_letters: HashMap::from([((0, bad_position), 2)]),
-        audited: HashMap::from([(audited_id, audited_position)]),
+        audited: Audited::Ids(HashMap::from([(audited_id, audited_position)])),
     };
 
     let mut one = Carry::default();
     fold_into(&records, &mut known(), &eval, true, &mut one).expect("sequential fold");
     let mut two = Carry::default();
-    fold_into_sharded(&records, known(), &eval, true, &mut two).expect("sharded fold");
+    fold_into_sharded(records.clone(), known(), &eval, true, &mut two).expect("sharded fold");
     let (one, two) = (one.finish(&eval), two.finish(&eval));
+    let mut streamed = Carry::default();
+    let mut parts = Vec::new();
+    fold_by_customer(records.clone(), known(), &eval, &mut streamed, 10, |part| {
+        parts.push(part);
+        true
+    })
+    .expect("streamed fold");
+    assert!(parts.len() > 5, "the rows come in parts: {}", parts.len());
+    let mut three = streamed.finish(&eval);
+    for mut part in parts {
+        three.customers.append(&mut part.customers);
+        three.states.append(&mut part.states);
+        three.events.append(&mut part.events);
+        three.transitions.append(&mut part.transitions);
+        three.held.append(&mut part.held);
+    }
 
     assert_eq!(one.customers.len(), 23, "CUST-11 is held throughout");
-    assert_eq!(one.customers, two.customers);
-    assert_eq!(one.states, two.states);
-    assert_eq!(one.checkpoints, two.checkpoints);
-    assert_eq!(one.applied, two.applied);
+    for other in [&two, &three] {
+        assert_eq!(one.customers, other.customers);
+        assert_eq!(one.states, other.states);
+        assert_eq!(one.checkpoints, other.checkpoints);
+        assert_eq!(one.applied, other.applied);
+    }
     assert_eq!(
         one.held.len(),
         6 + 1,
@@ -705,16 +727,17 @@ fn the_sharded_fold_writes_what_the_sequential_fold_writes() {
         rows.sort_by_key(|(customer, _)| *customer);
         rows.into_iter().map(|(_, row)| row).collect()
     }
-    let transitions =
-        |w: &clientlog_readstore::BatchWrite| per_customer(&w.transitions, |t| &t.customer_id);
-    let events = |w: &clientlog_readstore::BatchWrite| per_customer(&w.events, |e| &e.customer_id);
-    let held = |w: &clientlog_readstore::BatchWrite| per_customer(&w.held, |h| &h.customer_id);
-    assert_eq!(transitions(&one), transitions(&two));
-    assert_eq!(events(&one), events(&two));
+    let transitions = |w: &BatchWrite| per_customer(&w.transitions, |t| &t.customer_id);
+    let events = |w: &BatchWrite| per_customer(&w.events, |e| &e.customer_id);
+    let held = |w: &BatchWrite| per_customer(&w.held, |h| &h.customer_id);
+    for other in [&two, &three] {
+        assert_eq!(transitions(&one), transitions(other));
+        assert_eq!(events(&one), events(other));
+        assert_eq!(held(&one), held(other));
+    }
     assert_eq!(
         one.events.len(),
         24 * 6 - 6 - 1 + 1,
         "all but CUST-11's, the audited one and CUST-07's held one, plus CUST-08's last"
     );
-    assert_eq!(held(&one), held(&two));
 }

@@ -1,7 +1,7 @@
 //! Connections, migrations and every statement of the read store.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -972,6 +972,9 @@ impl StoreTx {
         version: i64,
         customers: &[&str],
     ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
+        if customers.is_empty() {
+            return Ok(HashMap::new());
+        }
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
                 return sqlite_tx::run(c, |conn| {
@@ -1085,14 +1088,14 @@ impl StoreTx {
     pub async fn audited_positions(
         &mut self,
         ranges: &BTreeMap<i32, (i64, i64)>,
-    ) -> Result<HashSet<(i32, i64)>, StoreError> {
+    ) -> Result<Vec<(i32, i64)>, StoreError> {
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
                 return sqlite_tx::run(c, |conn| sqlite_tx::audited_positions(conn, ranges)).await
             }
             TxBackend::Postgres(c) => c,
         };
-        let mut found = HashSet::new();
+        let mut found = Vec::new();
         for (&partition, &(first, last)) in ranges {
             let offsets: Vec<i64> = sqlx::query_scalar(AUDITED_POSITIONS)
                 .bind(i64::from(partition))
@@ -1131,6 +1134,9 @@ impl StoreTx {
         version: i64,
         customers: &[&str],
     ) -> Result<HashMap<String, i64>, StoreError> {
+        if customers.is_empty() {
+            return Ok(HashMap::new());
+        }
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
                 return sqlite_tx::run(c, |conn| {

@@ -9,7 +9,7 @@
 //! the worker thread). sqlx lends the connection out while its worker waits; each statement
 //! here is prepared once per batch and re-run with borrowed values.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
@@ -136,16 +136,16 @@ pub(super) fn audited_event_ids(
 pub(super) fn audited_positions(
     conn: &rusqlite::Connection,
     ranges: &BTreeMap<i32, (i64, i64)>,
-) -> Result<HashSet<(i32, i64)>, StoreError> {
+) -> Result<Vec<(i32, i64)>, StoreError> {
     let context = "looking up the audit copy by position";
     let mut in_range = conn.prepare(AUDITED_POSITIONS).map_err(sqlite(context))?;
-    let mut found = HashSet::new();
+    let mut found = Vec::new();
     for (&partition, &(first, last)) in ranges {
         let mut rows = in_range
             .query(params![partition, first, last])
             .map_err(sqlite(context))?;
         while let Some(r) = rows.next().map_err(sqlite(context))? {
-            found.insert((partition, r.get(0).map_err(sqlite(context))?));
+            found.push((partition, r.get(0).map_err(sqlite(context))?));
         }
     }
     Ok(found)
