@@ -271,12 +271,15 @@ async fn copy_audit_rows(
         .map_err(db(what))?;
     let mut sent = copy.send(HEADER).await.map(|_| ());
     while sent.is_ok() {
-        let Some(chunk) = chunks.recv().await else {
-            break;
-        };
-        sent = copy.send(chunk).await.map(|_| ());
+        match chunks.recv().await {
+            Some(chunk) => sent = copy.send(chunk).await.map(|_| ()),
+            None => {
+                sent = copy.send(TRAILER.as_slice()).await.map(|_| ());
+                break;
+            }
+        }
     }
-    if let Err(err) = sent.and(copy.send(TRAILER.as_slice()).await.map(|_| ())) {
+    if let Err(err) = sent {
         let _ = copy.abort(err.to_string()).await;
         return Err(db(what)(err));
     }
