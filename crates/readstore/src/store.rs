@@ -179,6 +179,26 @@ pub struct StoreTx {
     wal_checkpoints: Option<WalCheckpoints>,
     /// PostgreSQL: the audit copy's own connection, opened by the first audit rows written.
     audit: Option<AuditStream>,
+    feed_end: FeedEnd,
+}
+
+/// The last seq of a version's change feed, read by a transaction's first write of customers
+/// and then kept: the transaction holds the store's write lock, so only it moves the end.
+#[derive(Default)]
+struct FeedEnd(Option<(i64, i64)>);
+
+impl FeedEnd {
+    /// The last seq of `version`'s feed, if this transaction knows it.
+    fn known(&self, version: i64) -> Option<i64> {
+        self.0.filter(|&(v, _)| v == version).map(|(_, last)| last)
+    }
+
+    /// `count` seqs after `last` for `version`, which become its last.
+    fn take(&mut self, version: i64, last: i64, count: usize) -> std::ops::Range<i64> {
+        let end = last + count as i64;
+        self.0 = Some((version, end));
+        last + 1..end + 1
+    }
 }
 
 /// Expands `$body` once per backend, with `$c` the backend's pool or transaction and `Db` its
@@ -400,6 +420,7 @@ impl ReadStore {
             inner,
             wal_checkpoints: self.wal_checkpoints.clone(),
             audit,
+            feed_end: FeedEnd::default(),
         })
     }
 
@@ -1413,13 +1434,17 @@ impl StoreTx {
     ) -> Result<(), StoreError> {
         match &mut self.inner {
             TxBackend::Sqlite(c) => {
-                sqlite_tx::run(c, |conn| sqlite_tx::write(conn, version, batch, now)).await
+                let feed_end = &mut self.feed_end;
+                sqlite_tx::run(c, |conn| {
+                    sqlite_tx::write(conn, version, batch, now, feed_end)
+                })
+                .await
             }
             TxBackend::Postgres(c) => {
                 if let Some(audit) = &mut self.audit {
                     audit.send(&batch.events).await?;
                 }
-                write_postgres(c, version, batch, now).await
+                write_postgres(c, version, batch, now, &mut self.feed_end).await
             }
         }
     }
@@ -1444,6 +1469,7 @@ async fn write_postgres(
     version: i64,
     batch: &BatchWrite,
     now: i64,
+    feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
     fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
@@ -1505,14 +1531,17 @@ async fn write_postgres(
             .map_err(db("writing customers"))?;
 
         // The change feed: see `sqlite_tx::write_changes`.
-        let last: Option<i64> =
-            sqlx::query("SELECT MAX(seq) FROM customer_changes WHERE version = $1")
+        let last = match feed_end.known(version) {
+            Some(last) => last,
+            None => sqlx::query(FEED_END)
                 .bind(version)
                 .fetch_one(&mut **c)
                 .await
-                .and_then(|r| r.try_get(0))
-                .map_err(db("reading the change feed's end"))?;
-        let seqs: Vec<i64> = (last.unwrap_or(0) + 1..).take(customers.len()).collect();
+                .and_then(|r| r.try_get::<Option<i64>, _>(0))
+                .map_err(db("reading the change feed's end"))?
+                .unwrap_or(0),
+        };
+        let seqs: Vec<i64> = feed_end.take(version, last, customers.len()).collect();
         sqlx::query(&format!(
             "{CHANGES_INSERT}SELECT $1, * FROM {}{CHANGES_CONFLICT}",
             unnest(&["text", "int8"], 2)
@@ -1635,6 +1664,8 @@ const CUSTOMER_INSERT: &str = concat!(
     customer_columns!(),
     ", state_format, state) "
 );
+/// The last seq of a version's change feed (NULL if empty). SQLite reads `$1` as positional.
+const FEED_END: &str = "SELECT MAX(seq) FROM customer_changes WHERE version = $1";
 const CHANGES_INSERT: &str = "INSERT INTO customer_changes (version, customer_id, seq) ";
 const CHANGES_CONFLICT: &str =
     " ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq";

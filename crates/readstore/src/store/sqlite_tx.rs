@@ -15,10 +15,11 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    blocking, cause_columns, customer_conflict, row_states, ALL_INDEXED, AUDITED_POSITIONS,
-    AUDIT_FRONTIER_UPSERT, CHANGES_CONFLICT, CHANGES_INSERT, CHECKPOINTS_CONFLICT,
-    CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_STATE_TYPES,
-    EVENTS_INSERT, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
+    blocking, cause_columns, customer_conflict, row_states, FeedEnd, ALL_INDEXED,
+    AUDITED_POSITIONS, AUDIT_FRONTIER_UPSERT, CHANGES_CONFLICT, CHANGES_INSERT,
+    CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT,
+    CUSTOMER_STATE_TYPES, EVENTS_INSERT, FEED_END, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS,
+    TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
 use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
@@ -182,9 +183,10 @@ pub(super) fn write(
     version: i64,
     batch: &BatchWrite,
     now: i64,
+    feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
     write_customers(conn, version, batch)?;
-    write_changes(conn, version, &batch.customers)?;
+    write_changes(conn, version, &batch.customers, feed_end)?;
 
     let mut events = conn
         .prepare(&one_row(EVENTS_INSERT, 10, ""))
@@ -359,21 +361,22 @@ fn write_changes(
     conn: &rusqlite::Connection,
     version: i64,
     rows: &[CustomerRow],
+    feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let last: Option<i64> = conn
-        .query_row(
-            "SELECT MAX(seq) FROM customer_changes WHERE version = ?1",
-            [version],
-            |r| r.get(0),
-        )
-        .map_err(sqlite("reading the change feed's end"))?;
+    let last = match feed_end.known(version) {
+        Some(last) => last,
+        None => conn
+            .query_row(FEED_END, [version], |r| r.get::<_, Option<i64>>(0))
+            .map_err(sqlite("reading the change feed's end"))?
+            .unwrap_or(0),
+    };
     let mut change = conn
         .prepare(&one_row(CHANGES_INSERT, 3, CHANGES_CONFLICT))
         .map_err(sqlite("preparing the change feed write"))?;
-    for (seq, row) in (last.unwrap_or(0) + 1..).zip(rows) {
+    for (seq, row) in feed_end.take(version, last, rows.len()).zip(rows) {
         change
             .execute(params![version, row.customer_id, seq])
             .map_err(sqlite("writing the change feed"))?;
