@@ -278,6 +278,9 @@ async fn open_sqlite(options: &SqliteConnectOptions) -> Result<SqlitePool, Store
         let opened = async {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // A connection to a local file does not go stale; the check before each
+                // acquire was one more round trip to its worker thread per transaction.
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await
                 .map_err(db("opening the SQLite read store"))?;
@@ -1688,6 +1691,9 @@ const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_
 /// Positions the audit copy holds, by partition and offset range (`customer_events_by_position`
 /// covers it). SQLite reads `$n` as positional too.
 const AUDITED_POSITIONS: &str = "SELECT log_offset FROM customer_events \
+     WHERE log_partition = $1 AND log_offset BETWEEN $2 AND $3";
+/// How many of those there are (SQLite counts them in the index alone).
+const AUDITED_POSITIONS_COUNT: &str = "SELECT COUNT(*) FROM customer_events \
      WHERE log_partition = $1 AND log_offset BETWEEN $2 AND $3";
 const HELD_CONFLICT: &str = " ON CONFLICT (version, log_partition, log_offset) DO NOTHING";
 const CHECKPOINTS_INSERT: &str =
