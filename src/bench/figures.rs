@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
-use super::{measure, Bench, Figure, Stats, Target};
+use super::{measure, measure_paired, Bench, Figure, Stats, Target};
 
 /// The business time every projection evaluates at (2026-01-01), so runs are comparable.
 pub const AS_OF: i64 = 1_767_225_600;
@@ -298,47 +298,49 @@ pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure
         let log = SqliteLog::open(SqliteConfig::new(b.path("append.db")))
             .await
             .context("while opening the log")?;
-        let mut bare = bare_sqlite(&b.path("bare.db")).await?;
-        let value = measure(b.sizes.runs, || {
-            let log = &log;
-            async move {
-                let batches: Vec<_> = (0..batches)
-                    .map(|_| purchases(1000))
-                    .collect::<anyhow::Result<_>>()?;
-                let started = Instant::now();
-                for events in &batches {
-                    log.append(events).await?;
+        let bare = tokio::sync::Mutex::new(bare_sqlite(&b.path("bare.db")).await?);
+        let batches_of_1000 = || -> anyhow::Result<Vec<Vec<AppendEvent>>> {
+            (0..batches).map(|_| purchases(1000)).collect()
+        };
+        let (value, limit) = measure_paired(
+            b.sizes.runs,
+            || {
+                let log = &log;
+                async move {
+                    let batches = batches_of_1000()?;
+                    let started = Instant::now();
+                    for events in &batches {
+                        log.append(events).await?;
+                    }
+                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
                 }
-                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
-            }
-        })
+            },
+            || {
+                let bare = &bare;
+                async move {
+                    let batches = batches_of_1000()?;
+                    let mut bare = bare.lock().await;
+                    let started = Instant::now();
+                    for events in &batches {
+                        bare_insert(&mut bare, events).await?;
+                    }
+                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+                }
+            },
+        )
         .await?;
-        let mut limit_runs = Vec::new();
-        for run in 0..=b.sizes.runs {
-            let batches: Vec<_> = (0..batches)
-                .map(|_| purchases(1000))
-                .collect::<anyhow::Result<_>>()?;
-            let started = Instant::now();
-            for events in &batches {
-                bare_insert(&mut bare, events).await?;
-            }
-            // Run 0 is the warm-up.
-            if run > 0 {
-                limit_runs.push((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64());
-            }
-        }
         // What the runs appended, read back.
         let n = (b.sizes.runs + 1) * batches * 1000;
-        let read = measure(b.sizes.runs, || read_rate(&log, n)).await?;
         let path = log.path().to_path_buf();
-        log.close().await;
-        bare.close().await?;
         let scan = |decode: bool| {
             let path = path.clone();
             async move { tokio::task::spawn_blocking(move || bare_scan_rate(&path, n, decode)).await? }
         };
+        let (read, bare_scan_decode) =
+            measure_paired(b.sizes.runs, || read_rate(&log, n), || scan(true)).await?;
         let bare_scan = measure(b.sizes.runs, || scan(false)).await?;
-        let bare_scan_decode = measure(b.sizes.runs, || scan(true)).await?;
+        log.close().await;
+        bare.into_inner().close().await?;
         let read_figure = Figure::new(
             "read, embedded, from the start",
             "events/s",
@@ -368,10 +370,7 @@ pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure
                 },
             )
             .value(value)
-            .limit(
-                "bare SQLite multi-row insert, one txn per 1 000",
-                super::Stats::of(limit_runs),
-            )
+            .limit("bare SQLite multi-row insert, one txn per 1 000", limit)
             .note(format!("{batches} batches per run")),
             read_figure,
         ])
@@ -481,54 +480,60 @@ pub fn kafka_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>>
             .producer_config()
             .create()
             .context("while creating the bare producer")?;
-        let value = measure(b.sizes.runs, || {
-            let log = &log;
-            async move {
-                let batches: Vec<_> = (0..batches)
-                    .map(|_| purchases(1000))
-                    .collect::<anyhow::Result<_>>()?;
-                let started = Instant::now();
-                for events in &batches {
-                    log.append(events).await?;
-                }
-                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
-            }
-        })
-        .await?;
-        let limit = measure(b.sizes.runs, || {
-            let (bare, topic) = (&bare, &config.topic);
-            async move {
-                let batches: Vec<_> = (0..batches)
-                    .map(|_| purchases(1000))
-                    .collect::<anyhow::Result<_>>()?;
-                let started = Instant::now();
-                for events in &batches {
-                    let mut deliveries = Vec::with_capacity(events.len());
-                    for event in events {
-                        let record = FutureRecord::to(topic)
-                            .key(event.subject().as_str())
-                            .payload(event.bytes())
-                            .headers(OwnedHeaders::new().insert(Header {
-                                key: "content-type",
-                                value: Some("application/cloudevents+json"),
-                            }));
-                        deliveries.push(bare.send_result(record).map_err(|(e, _)| e)?);
+        let (value, limit) = measure_paired(
+            b.sizes.runs,
+            || {
+                let log = &log;
+                async move {
+                    let batches: Vec<_> = (0..batches)
+                        .map(|_| purchases(1000))
+                        .collect::<anyhow::Result<_>>()?;
+                    let started = Instant::now();
+                    for events in &batches {
+                        log.append(events).await?;
                     }
-                    for delivery in deliveries {
-                        delivery
-                            .await
-                            .context("delivery cancelled")?
-                            .map_err(|(e, _)| e)?;
-                    }
+                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
                 }
-                Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
-            }
-        })
+            },
+            || {
+                let (bare, topic) = (&bare, &config.topic);
+                async move {
+                    let batches: Vec<_> = (0..batches)
+                        .map(|_| purchases(1000))
+                        .collect::<anyhow::Result<_>>()?;
+                    let started = Instant::now();
+                    for events in &batches {
+                        let mut deliveries = Vec::with_capacity(events.len());
+                        for event in events {
+                            let record = FutureRecord::to(topic)
+                                .key(event.subject().as_str())
+                                .payload(event.bytes())
+                                .headers(OwnedHeaders::new().insert(Header {
+                                    key: "content-type",
+                                    value: Some("application/cloudevents+json"),
+                                }));
+                            deliveries.push(bare.send_result(record).map_err(|(e, _)| e)?);
+                        }
+                        for delivery in deliveries {
+                            delivery
+                                .await
+                                .context("delivery cancelled")?
+                                .map_err(|(e, _)| e)?;
+                        }
+                    }
+                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+                }
+            },
+        )
         .await?;
         // What the runs of both producers appended, read back.
         let n = 2 * (b.sizes.runs + 1) * batches * 1000;
-        let read = measure(b.sizes.runs, || read_rate(&log, n)).await?;
-        let bare_read = measure(b.sizes.runs, || bare_consume_rate(&config, n)).await?;
+        let (read, bare_read) = measure_paired(
+            b.sizes.runs,
+            || read_rate(&log, n),
+            || bare_consume_rate(&config, n),
+        )
+        .await?;
         Ok(vec![
             figure
                 .value(value)
@@ -896,53 +901,70 @@ async fn rebuild_ground(
     })
 }
 
-/// `clientlog rebuild` of the whole log in a child process, beside the live version and
-/// promoted, `runs` times after a warm-up: events/s, and each measured run's peak RSS in MiB.
-async fn timed_rebuilds(ground: &RebuildGround, runs: usize) -> anyhow::Result<(Stats, Stats)> {
-    let (data, n) = (&ground.data, ground.events);
-    let peaks = std::sync::Mutex::new(Vec::new());
-    let rate = measure(runs, || {
-        let peaks = &peaks;
-        async move {
-            let started = Instant::now();
-            let mut command = std::process::Command::new(std::env::current_exe()?);
-            command
-                .args(["rebuild", "--as-of", &AS_OF.to_string(), "--top", "0"])
-                .arg("--data")
-                .arg(data)
-                .env("RUST_LOG", "warn");
-            let out = tokio::task::spawn_blocking(move || command.output()).await??;
-            let elapsed = started.elapsed();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            anyhow::ensure!(
-                out.status.success(),
-                "clientlog rebuild failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let records: usize =
-                field_before(&stdout, " records (").context("the rebuild's record count")?;
-            anyhow::ensure!(records == n, "rebuilt {records} of {n} records");
-            let mib: f64 = field_before(&stdout, " MiB").context("the rebuild's peak RSS")?;
-            peaks.lock().unwrap_or_else(|e| e.into_inner()).push(mib);
-            // Keep one retired version at most, so every run builds beside the same store.
-            let store = ReadStore::open(&StoreConfig::Sqlite {
-                path: data.join("readstore.db"),
-            })
-            .await?;
-            for version in store.versions().await? {
-                if version.status == "retired" {
-                    store.drop_version(version.version).await?;
-                }
-            }
-            store.close().await;
-            Ok(n as f64 / elapsed.as_secs_f64())
+/// Timed runs of `clientlog rebuild` over one ground, and the peak RSS of each.
+struct Rebuilds<'a> {
+    ground: &'a RebuildGround,
+    /// The peak RSS of every run so far, MiB, the warm-up's first.
+    peaks: std::sync::Mutex<Vec<f64>>,
+}
+
+impl<'a> Rebuilds<'a> {
+    fn new(ground: &'a RebuildGround) -> Self {
+        Self {
+            ground,
+            peaks: std::sync::Mutex::new(Vec::new()),
         }
-    })
-    .await?;
-    let mut peaks = peaks.into_inner().unwrap_or_else(|e| e.into_inner());
-    // The warm-up run's peak is not a measured run's.
-    peaks.remove(0);
-    Ok((rate, Stats::of(peaks)))
+    }
+
+    /// `clientlog rebuild` of the whole log in a child process, beside the live version and
+    /// promoted: events/s. Its peak RSS is kept.
+    async fn run(&self) -> anyhow::Result<f64> {
+        let (data, n) = (&self.ground.data, self.ground.events);
+        let started = Instant::now();
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .args(["rebuild", "--as-of", &AS_OF.to_string(), "--top", "0"])
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn");
+        let out = tokio::task::spawn_blocking(move || command.output()).await??;
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success(),
+            "clientlog rebuild failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let records: usize =
+            field_before(&stdout, " records (").context("the rebuild's record count")?;
+        anyhow::ensure!(records == n, "rebuilt {records} of {n} records");
+        let mib: f64 = field_before(&stdout, " MiB").context("the rebuild's peak RSS")?;
+        self.peaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(mib);
+        // Keep one retired version at most, so every run builds beside the same store.
+        let store = ReadStore::open(&StoreConfig::Sqlite {
+            path: data.join("readstore.db"),
+        })
+        .await?;
+        for version in store.versions().await? {
+            if version.status == "retired" {
+                store.drop_version(version.version).await?;
+            }
+        }
+        store.close().await;
+        Ok(n as f64 / elapsed.as_secs_f64())
+    }
+
+    /// The peak RSS of the measured runs (not the warm-up's), MiB.
+    fn peaks(self) -> Stats {
+        let mut peaks = self.peaks.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !peaks.is_empty() {
+            peaks.remove(0);
+        }
+        Stats::of(peaks)
+    }
 }
 
 /// What a rebuild holds in memory, for the notes of the RSS rows.
@@ -969,8 +991,10 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
         )
         .await?;
         let n = ground.events;
-        let limit = measure(runs, || read_rate(&ground.log, n)).await?;
-        let (rate, peak_mib) = timed_rebuilds(&ground, runs).await?;
+        let rebuilds = Rebuilds::new(&ground);
+        let (rate, limit) =
+            measure_paired(runs, || rebuilds.run(), || read_rate(&ground.log, n)).await?;
+        let peak_mib = rebuilds.peaks();
         ground.log.close().await;
         let customers = ground.customers;
         Ok(vec![
@@ -1000,12 +1024,14 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
 }
 
 /// The peak RSS of a rebuild over many customers with a short history each (one month of demo
-/// events, 1 000 000 customers in the full run): the memory a rebuild needs per customer,
-/// which the long history of [`rebuild`] does not show.
+/// events, 150 000 customers in the full run, half as many again as a rebuild holds): the
+/// memory of a book larger than the hold, which the long history of [`rebuild`] does not show.
 pub fn rebuild_memory(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
     Box::pin(async move {
         let ground = rebuild_ground(b, "memory", b.sizes.memory_customers, 1).await?;
-        let (rate, peak_mib) = timed_rebuilds(&ground, b.sizes.rebuild_runs).await?;
+        let rebuilds = Rebuilds::new(&ground);
+        let rate = measure(b.sizes.rebuild_runs, || rebuilds.run()).await?;
+        let peak_mib = rebuilds.peaks();
         ground.log.close().await;
         let (customers, events) = (ground.customers, ground.events);
         Ok(vec![Figure::new(

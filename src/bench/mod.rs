@@ -6,7 +6,8 @@
 //!   directory, optional services, lazily built data sets) and returns its [`Figure`] rows.
 //!   Adding a row is adding one function there.
 //! * Every value and limit is a [`Stats`]: one warm-up run that is thrown away, then the median
-//!   of `runs` runs with their min and max ([`measure`]).
+//!   of `runs` runs with their min and max ([`measure`]); a figure held to a ratio to its limit
+//!   alternates its runs with the limit's ([`measure_paired`]).
 //! * A missed target never fails the command; an error does (after the table and the JSON are
 //!   written, with the error in the failed group's row).
 //!
@@ -226,6 +227,38 @@ where
         values.push(run().await.with_context(|| format!("in run {}", i + 1))?);
     }
     Ok(Stats::of(values))
+}
+
+/// Measures a figure and its limit in alternation: a warm-up run of each, then `runs` pairs,
+/// the value first in even pairs and the limit first in odd ones. The machine's speed drifts by
+/// a fifth within minutes; runs of the two taken seconds apart see the same machine, so their
+/// ratio holds still where two blocks of runs a minute apart did not.
+pub async fn measure_paired<V, VFut, L, LFut>(
+    runs: usize,
+    mut value: V,
+    mut limit: L,
+) -> anyhow::Result<(Stats, Stats)>
+where
+    V: FnMut() -> VFut,
+    VFut: Future<Output = anyhow::Result<f64>>,
+    L: FnMut() -> LFut,
+    LFut: Future<Output = anyhow::Result<f64>>,
+{
+    value().await.context("in the warm-up run")?;
+    limit().await.context("in the limit's warm-up run")?;
+    let (mut values, mut limits) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for i in 0..runs {
+        let in_run = || format!("in run {}", i + 1);
+        let in_limit_run = || format!("in the limit's run {}", i + 1);
+        if i % 2 == 0 {
+            values.push(value().await.with_context(in_run)?);
+            limits.push(limit().await.with_context(in_limit_run)?);
+        } else {
+            limits.push(limit().await.with_context(in_limit_run)?);
+            values.push(value().await.with_context(in_run)?);
+        }
+    }
+    Ok((Stats::of(values), Stats::of(limits)))
 }
 
 /// What a figure is held to. Every bound that is set must hold for `pass`.
@@ -613,5 +646,26 @@ mod tests {
         let mut skipped = Figure::new("k", "events/s", Target::text("≥ 80 %")).skipped("no");
         skipped.judge();
         assert_eq!(skipped.pass, None);
+    }
+
+    #[tokio::test]
+    async fn paired_runs_alternate_and_leave_the_warm_ups_out() {
+        // Each run returns its place in the sequence of all runs, value's and limit's alike.
+        let order = std::sync::Mutex::new(Vec::new());
+        let run = |who: char| {
+            let order = &order;
+            async move {
+                let mut order = order.lock().unwrap();
+                order.push(who);
+                Ok(order.len() as f64)
+            }
+        };
+        let (value, limit) = measure_paired(4, || run('v'), || run('l')).await.unwrap();
+        assert_eq!(
+            order.into_inner().unwrap().iter().collect::<String>(),
+            "vlvllvvllv"
+        );
+        assert_eq!(value.runs, [3.0, 6.0, 7.0, 10.0]);
+        assert_eq!(limit.runs, [4.0, 5.0, 8.0, 9.0]);
     }
 }
