@@ -62,6 +62,11 @@ fn purchases(n: usize) -> anyhow::Result<Vec<AppendEvent>> {
         .collect()
 }
 
+/// `batches` batches of 1 000 fresh purchase events each.
+fn purchase_batches(batches: usize) -> anyhow::Result<Vec<Vec<AppendEvent>>> {
+    (0..batches).map(|_| purchases(1000)).collect()
+}
+
 /// Nanoseconds this thread has run on a CPU (Linux), so that a rate holds for one core even
 /// while other processes compete for it.
 fn thread_cpu_ns() -> Option<u64> {
@@ -299,15 +304,12 @@ pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure
             .await
             .context("while opening the log")?;
         let bare = tokio::sync::Mutex::new(bare_sqlite(&b.path("bare.db")).await?);
-        let batches_of_1000 = || -> anyhow::Result<Vec<Vec<AppendEvent>>> {
-            (0..batches).map(|_| purchases(1000)).collect()
-        };
         let (value, limit) = measure_paired(
             b.sizes.runs,
             || {
                 let log = &log;
                 async move {
-                    let batches = batches_of_1000()?;
+                    let batches = purchase_batches(batches)?;
                     let started = Instant::now();
                     for events in &batches {
                         log.append(events).await?;
@@ -318,7 +320,7 @@ pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure
             || {
                 let bare = &bare;
                 async move {
-                    let batches = batches_of_1000()?;
+                    let batches = purchase_batches(batches)?;
                     let mut bare = bare.lock().await;
                     let started = Instant::now();
                     for events in &batches {
@@ -485,9 +487,7 @@ pub fn kafka_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>>
             || {
                 let log = &log;
                 async move {
-                    let batches: Vec<_> = (0..batches)
-                        .map(|_| purchases(1000))
-                        .collect::<anyhow::Result<_>>()?;
+                    let batches = purchase_batches(batches)?;
                     let started = Instant::now();
                     for events in &batches {
                         log.append(events).await?;
@@ -498,9 +498,7 @@ pub fn kafka_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>>
             || {
                 let (bare, topic) = (&bare, &config.topic);
                 async move {
-                    let batches: Vec<_> = (0..batches)
-                        .map(|_| purchases(1000))
-                        .collect::<anyhow::Result<_>>()?;
+                    let batches = purchase_batches(batches)?;
                     let started = Instant::now();
                     for events in &batches {
                         let mut deliveries = Vec::with_capacity(events.len());

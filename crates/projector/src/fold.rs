@@ -227,13 +227,6 @@ impl Positions {
             _ => offsets.binary_search(&offset).is_ok(),
         }
     }
-
-    pub fn insert(&mut self, (partition, offset): (i32, i64)) {
-        let offsets = self.0.entry(partition).or_default();
-        if let Err(at) = offsets.binary_search(&offset) {
-            offsets.insert(at, offset);
-        }
-    }
 }
 
 impl FromIterator<(i32, i64)> for Positions {
@@ -261,16 +254,6 @@ impl Audited {
             },
             Audited::Positions(positions) if positions.contains(position) => Check::Audited,
             Audited::Positions(_) => Check::New,
-        }
-    }
-
-    /// Notes an event the batch copied into the audit copy.
-    fn insert(&mut self, event_id: [u8; 16], position: (i32, i64)) {
-        match self {
-            Audited::Ids(ids) => {
-                ids.insert(event_id, position);
-            }
-            Audited::Positions(positions) => positions.insert(position),
         }
     }
 }
@@ -444,15 +427,14 @@ struct Shard<'a> {
 }
 
 impl Shard<'_> {
-    /// Folds one record. `check` is what the checks by id said of an event. Returns whether
-    /// the event got a new audit row.
+    /// Folds one record. `check` is what the checks by id said of an event.
     fn fold(
         &mut self,
         record: &Record,
         check: Option<Check>,
         eval: &Evaluation<'_>,
         checkpoint: bool,
-    ) -> Result<bool, FoldError> {
+    ) -> Result<(), FoldError> {
         let (partition, offset) = record.position();
         if checkpoint {
             let entry = self.out.checkpoints.entry(partition).or_insert(offset);
@@ -465,12 +447,12 @@ impl Shard<'_> {
                 {
                     self.blocked.entry(customer.clone()).or_insert(id);
                 }
-                return Ok(false);
+                return Ok(());
             }
             Record::Event(stored) => stored,
         };
         let audited = match check {
-            Some(Check::Repeat) | None => return Ok(false),
+            Some(Check::Repeat) | None => return Ok(()),
             Some(Check::Audited) => true,
             Some(Check::New) => false,
         };
@@ -484,7 +466,7 @@ impl Shard<'_> {
                 recorded_at: nanos(stored.recorded_at),
                 bytes: stored.bytes.clone(),
             });
-            return Ok(false);
+            return Ok(());
         }
         let w = match self.working.get_mut(customer) {
             Some(w) => w,
@@ -512,7 +494,7 @@ impl Shard<'_> {
             &mut out.transitions,
         );
         if audited {
-            return Ok(false);
+            return Ok(());
         }
         let seq = w.head.map_or(1, |h| h.seq + 1);
         let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
@@ -529,13 +511,13 @@ impl Shard<'_> {
             bytes: stored.bytes.clone(),
             hash,
         });
-        Ok(true)
+        Ok(())
     }
 }
 
 /// Folds `records` (in log order) into `carry`: customers it holds are folded on from their
-/// state there, others from what `known` loaded. `known` learns the events it audits, so that
-/// a later call over the same batch's next records sees them.
+/// state there, others from what `known` loaded. A second copy of an event within `records`
+/// changes nothing.
 pub fn fold_into(
     records: &[Record],
     known: &mut Known,
@@ -554,11 +536,7 @@ pub fn fold_into(
             dead_letters: &known.dead_letters,
             out: &mut carry.out,
         };
-        if folding.fold(record, check, eval, checkpoint)? {
-            if let Record::Event(stored) = record {
-                known.audited.insert(event_id(stored), record.position());
-            }
-        }
+        folding.fold(record, check, eval, checkpoint)?;
     }
     Ok(())
 }
