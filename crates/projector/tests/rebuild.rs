@@ -132,6 +132,10 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
         let (live, log, shutdown) = (live.clone(), log.clone(), shutdown.clone());
         async move { live.run(&log, &config(false), shutdown).await }
     });
+    // The versions are compared over the customers both hold: the live one holds the first
+    // appends before the build starts (on a loaded machine the build could otherwise finish
+    // before the live projector's first commit, and the comparison would be empty).
+    wait_until_projected(&store, &log, old).await;
     let appender = tokio::spawn({
         let (log, rest) = (log.clone(), rest.to_vec());
         async move {
