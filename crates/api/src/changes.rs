@@ -1,8 +1,9 @@
 //! `GET /v1/changes`: the customers whose read model changed, in the order they changed, so a
 //! front end stays current without polling lists. One source of order serves both forms: the
-//! read store's `customer_changes` feed (see `projections/migrations/*/0002_customer_changes.sql`),
-//! where the projector moves a customer to the end, under the version's write lock and in the
-//! same transaction as its row, every time it rewrites the row.
+//! read store's change feed, the customers rows' `change_seq` (see
+//! `projections/migrations/postgres/0012_change_seq_in_customers.sql`), which the projector moves
+//! to the end, under the version's write lock and in the row's own write, every time it rewrites
+//! the row.
 //!
 //! * A long poll (JSON): answers at once when there are changes after the cursor, else waits up
 //!   to `wait` (capped below the request timeout) and answers an empty page with the same cursor.
@@ -187,7 +188,7 @@ struct Page {
 async fn end_of_feed(s: &AppState, version: i64) -> Result<i64, ApiError> {
     let mut sql = s
         .reader
-        .sql("SELECT MAX(seq) FROM customer_changes WHERE version = ");
+        .sql("SELECT MAX(change_seq) FROM customers WHERE version = ");
     sql.int(version);
     Ok(s.reader
         .rows(&sql, &[Kind::Int])
@@ -225,19 +226,13 @@ async fn page(s: &AppState, start: Cursor, limit: i64) -> Result<Page, ApiError>
             reset,
         });
     }
-    let columns: Vec<String> = SUMMARY_COLUMNS
-        .split(',')
-        .map(|c| format!("c.{}", c.trim()))
-        .collect();
     let mut sql = s.reader.sql(&format!(
-        "SELECT {}, f.seq FROM customer_changes f JOIN customers c \
-         ON c.version = f.version AND c.customer_id = f.customer_id WHERE f.version = ",
-        columns.join(", ")
+        "SELECT {SUMMARY_COLUMNS}, change_seq FROM customers WHERE version = "
     ));
     sql.int(cursor.version)
-        .push(" AND f.seq > ")
+        .push(" AND change_seq > ")
         .int(cursor.seq)
-        .push(" ORDER BY f.seq LIMIT ")
+        .push(" ORDER BY change_seq LIMIT ")
         .int(limit);
     let mut kinds = SUMMARY_KINDS.to_vec();
     kinds.push(Kind::Int);

@@ -63,6 +63,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit frontier",
         include_str!("../../../projections/migrations/sqlite/0009_audit_frontier.sql"),
     ),
+    (
+        10,
+        "change seq in customers",
+        include_str!("../../../projections/migrations/sqlite/0010_change_seq_in_customers.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -118,6 +123,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!(
             "../../../projections/migrations/postgres/0010_audit_copy_on_its_own_connection.sql"
         ),
+    ),
+    (
+        11,
+        "fewer indexes",
+        include_str!("../../../projections/migrations/postgres/0011_fewer_indexes.sql"),
+    ),
+    (
+        12,
+        "change seq in customers",
+        include_str!("../../../projections/migrations/postgres/0012_change_seq_in_customers.sql"),
     ),
 ];
 
@@ -1481,10 +1496,23 @@ async fn write_postgres(
     let customers = &batch.customers;
     if !customers.is_empty() {
         let states = row_states(batch)?;
+        // Each row written moves to the end of the version's change feed (see
+        // 0012_change_seq_in_customers.sql).
+        let last = match feed_end.known(version) {
+            Some(last) => last,
+            None => sqlx::query(FEED_END)
+                .bind(version)
+                .fetch_one(&mut **c)
+                .await
+                .and_then(|r| r.try_get::<Option<i64>, _>(0))
+                .map_err(db("reading the change feed's end"))?
+                .unwrap_or(0),
+        };
+        let seqs: Vec<i64> = feed_end.take(version, last, customers.len()).collect();
         let sql = format!(
             "{CUSTOMER_INSERT}SELECT $1, * FROM {}{}",
             unnest(
-                &[&CUSTOMER_ARRAY_TYPES[..], &CUSTOMER_STATE_TYPES].concat(),
+                &[&CUSTOMER_ARRAY_TYPES[..], &CUSTOMER_TAIL_TYPES].concat(),
                 2
             ),
             customer_conflict(ALL_INDEXED)
@@ -1529,32 +1557,10 @@ async fn write_postgres(
             .bind(column(customers, |r| r.grade_inputs.as_slice()))
             .bind(column(&states, |s| s.map(|s| s.format)))
             .bind(column(&states, |s| s.map(|s| s.state.as_slice())))
+            .bind(seqs)
             .execute(&mut **c)
             .await
             .map_err(db("writing customers"))?;
-
-        // The change feed: see `sqlite_tx::write_changes`.
-        let last = match feed_end.known(version) {
-            Some(last) => last,
-            None => sqlx::query(FEED_END)
-                .bind(version)
-                .fetch_one(&mut **c)
-                .await
-                .and_then(|r| r.try_get::<Option<i64>, _>(0))
-                .map_err(db("reading the change feed's end"))?
-                .unwrap_or(0),
-        };
-        let seqs: Vec<i64> = feed_end.take(version, last, customers.len()).collect();
-        sqlx::query(&format!(
-            "{CHANGES_INSERT}SELECT $1, * FROM {}{CHANGES_CONFLICT}",
-            unnest(&["text", "int8"], 2)
-        ))
-        .bind(version)
-        .bind(column(customers, |r| r.customer_id.as_str()))
-        .bind(seqs)
-        .execute(&mut **c)
-        .await
-        .map_err(db("writing the change feed"))?;
     }
 
     let mut transitions = CopyRows::new(10, batch.transitions.len() * 120);
@@ -1656,22 +1662,19 @@ const CUSTOMER_ARRAY_TYPES: [&str; CUSTOMER_COLUMN_COUNT] = [
     "text", "int8", "text", "text", "text", "int8", "int8", "int8", "int8", "bytea",
 ];
 
-/// The PostgreSQL types of the state columns a customers write ends with (`CUSTOMER_INSERT`):
-/// `state_format`, `state`.
-const CUSTOMER_STATE_TYPES: [&str; 2] = ["int8", "bytea"];
+/// The PostgreSQL types of the columns a customers write ends with (`CUSTOMER_INSERT`):
+/// `state_format`, `state`, `change_seq`.
+const CUSTOMER_TAIL_TYPES: [&str; 3] = ["int8", "bytea", "int8"];
 
 /// The start of each write statement (`INSERT INTO t (columns) `) and its conflict clause; the
 /// PostgreSQL writer appends multi-row `VALUES` lists, the SQLite writer one row's parameters.
 const CUSTOMER_INSERT: &str = concat!(
     "INSERT INTO customers (version, ",
     customer_columns!(),
-    ", state_format, state) "
+    ", state_format, state, change_seq) "
 );
 /// The last seq of a version's change feed (NULL if empty). SQLite reads `$1` as positional.
-const FEED_END: &str = "SELECT MAX(seq) FROM customer_changes WHERE version = $1";
-const CHANGES_INSERT: &str = "INSERT INTO customer_changes (version, customer_id, seq) ";
-const CHANGES_CONFLICT: &str =
-    " ON CONFLICT (version, customer_id) DO UPDATE SET seq = excluded.seq";
+const FEED_END: &str = "SELECT MAX(change_seq) FROM customers WHERE version = $1";
 const EVENTS_INSERT: &str = "INSERT INTO customer_events (customer_id, seq, event_id, \
      log_partition, log_offset, event_type, occurred_at, recorded_at, bytes, hash) ";
 /// The audit copy's and the transitions' columns as `COPY` targets (PostgreSQL).
@@ -1723,6 +1726,7 @@ fn customer_conflict(changed: u16) -> String {
     // A row written without a state (its batch did not change it) keeps the stored one.
     format!(
         " ON CONFLICT (version, customer_id) DO UPDATE SET {}, \
+         change_seq = excluded.change_seq, \
          state_format = COALESCE(excluded.state_format, customers.state_format), \
          state = COALESCE(excluded.state, customers.state)",
         assigned.join(", ")

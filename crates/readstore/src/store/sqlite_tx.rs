@@ -16,13 +16,12 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{
     blocking, cause_columns, customer_conflict, row_states, FeedEnd, ALL_INDEXED,
-    AUDITED_POSITIONS, AUDITED_POSITIONS_COUNT, AUDIT_FRONTIER_UPSERT, CHANGES_CONFLICT,
-    CHANGES_INSERT, CHECKPOINTS_CONFLICT, CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT,
-    CUSTOMER_INSERT, CUSTOMER_STATE_TYPES, EVENTS_INSERT, FEED_END, HELD_CONFLICT, HELD_INSERT,
-    INDEXED_COLUMNS, TRANSITIONS_INSERT,
+    AUDITED_POSITIONS, AUDITED_POSITIONS_COUNT, AUDIT_FRONTIER_UPSERT, CHECKPOINTS_CONFLICT,
+    CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_TAIL_TYPES, EVENTS_INSERT,
+    FEED_END, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
-use crate::model::{BatchWrite, ChainHead, CustomerRow, ListKeys, LoadedCustomer, Summary};
+use crate::model::{BatchWrite, ChainHead, ListKeys, LoadedCustomer, Summary};
 
 /// Runs `f` on the connection of `tx`, inside its open transaction.
 pub(super) async fn run<T>(
@@ -197,8 +196,7 @@ pub(super) fn write(
     now: i64,
     feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
-    write_customers(conn, version, batch)?;
-    write_changes(conn, version, &batch.customers, feed_end)?;
+    write_customers(conn, version, batch, feed_end)?;
 
     let mut frontier: BTreeMap<i32, i64> = BTreeMap::new();
     for row in &batch.events {
@@ -301,13 +299,27 @@ pub(super) fn write(
 }
 
 /// Each row assigns only the indexed columns whose stored value it changes (see
-/// `INDEXED_COLUMNS`): the values the batch loaded, or else read here.
+/// `INDEXED_COLUMNS`): the values the batch loaded, or else read here. Every row written moves
+/// to the end of its version's change feed; the transaction holds the store's write lock, so no
+/// other writer takes these seqs.
 fn write_customers(
     conn: &rusqlite::Connection,
     version: i64,
     batch: &BatchWrite,
+    feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
+    if batch.customers.is_empty() {
+        return Ok(());
+    }
     let states = row_states(batch)?;
+    let last = match feed_end.known(version) {
+        Some(last) => last,
+        None => conn
+            .query_row(FEED_END, [version], |r| r.get::<_, Option<i64>>(0))
+            .map_err(sqlite("reading the change feed's end"))?
+            .unwrap_or(0),
+    };
+    let seqs = feed_end.take(version, last, batch.customers.len());
     let mut stored = conn
         .prepare(&format!(
             "SELECT {} FROM customers WHERE version = ?1 AND customer_id = ?2",
@@ -315,7 +327,7 @@ fn write_customers(
         ))
         .map_err(sqlite("preparing the list key lookup"))?;
     let mut upserts: HashMap<u16, rusqlite::Statement<'_>> = HashMap::new();
-    for (row, state) in batch.customers.iter().zip(states) {
+    for ((row, state), seq) in batch.customers.iter().zip(states).zip(seqs) {
         let changed = match batch.stored_keys.get(&row.customer_id) {
             Some(keys) => keys.changed(row),
             None => stored
@@ -329,7 +341,7 @@ fn write_customers(
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 conn.prepare(&one_row(
                     CUSTOMER_INSERT,
-                    1 + CUSTOMER_COLUMN_COUNT + CUSTOMER_STATE_TYPES.len(),
+                    1 + CUSTOMER_COLUMN_COUNT + CUSTOMER_TAIL_TYPES.len(),
                     &customer_conflict(changed),
                 ))
                 .map_err(sqlite("preparing the customer write"))?,
@@ -382,40 +394,11 @@ fn write_customers(
                 row.grade_inputs,
                 state.map(|s| s.format),
                 state.map(|s| s.state.as_slice()),
+                seq,
             ])
             .map_err(sqlite("writing customers"))?;
     }
     Ok(())
-}
-
-/// Every customer written moves to the end of its version's change feed. The transaction holds
-/// the store's write lock, so no other writer takes these seqs.
-fn write_changes(
-    conn: &rusqlite::Connection,
-    version: i64,
-    rows: &[CustomerRow],
-    feed_end: &mut FeedEnd,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let last = match feed_end.known(version) {
-        Some(last) => last,
-        None => conn
-            .query_row(FEED_END, [version], |r| r.get::<_, Option<i64>>(0))
-            .map_err(sqlite("reading the change feed's end"))?
-            .unwrap_or(0),
-    };
-    let seqs: Vec<(i64, &CustomerRow)> =
-        feed_end.take(version, last, rows.len()).zip(rows).collect();
-    insert_rows(
-        conn,
-        (CHANGES_INSERT, 3, CHANGES_CONFLICT),
-        SMALL_ROWS_PER_INSERT,
-        &seqs,
-        "writing the change feed",
-        |st, first, (seq, row)| bind_row(st, first, params![version, row.customer_id, seq]),
-    )
 }
 
 /// The list keys of a row whose first columns are `INDEXED_COLUMNS`, in that order.

@@ -17,8 +17,7 @@ const VERSION_SELECT: &str = "SELECT version, status, code_version, state_format
      FROM projection_versions";
 
 /// Tables whose rows belong to one version, children first.
-const VERSIONED_TABLES: [&str; 6] = [
-    "customer_changes",
+const VERSIONED_TABLES: [&str; 5] = [
     "customers",
     "transitions",
     "checkpoints",
