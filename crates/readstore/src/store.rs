@@ -281,6 +281,51 @@ fn migrator(sources: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
+/// Applies to the store at `config` the migrations before the one described as `name`, so a
+/// test can fill the schema as it was and check what that migration makes of the rows.
+#[cfg(feature = "test-support")]
+pub(crate) async fn migrate_before(config: &StoreConfig, name: &str) -> Result<(), StoreError> {
+    fn before(
+        sources: &'static [(i64, &'static str, &'static str)],
+        name: &str,
+    ) -> Result<&'static [(i64, &'static str, &'static str)], StoreError> {
+        let at = sources
+            .iter()
+            .position(|&(_, description, _)| description == name)
+            .ok_or_else(|| StoreError::Invalid(format!("no migration is described as {name:?}")))?;
+        Ok(&sources[..at])
+    }
+    match config {
+        StoreConfig::Sqlite { path } => {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(path)
+                        .create_if_missing(true),
+                )
+                .await
+                .map_err(db("opening the read store"))?;
+            migrator(before(SQLITE_MIGRATIONS, name)?)
+                .run(&pool)
+                .await?;
+            pool.close().await;
+        }
+        StoreConfig::Postgres { url } => {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .map_err(db("connecting to the read store"))?;
+            migrator(before(POSTGRES_MIGRATIONS, name)?)
+                .run(&pool)
+                .await?;
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
 /// Connects to the SQLite file and applies the migrations. Processes opening a new file at
 /// once contend for it: switching it to WAL needs it alone, and sqlx takes no lock around the
 /// migrations on SQLite (it does on PostgreSQL), so the loser of a race fails on the winner's

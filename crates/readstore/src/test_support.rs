@@ -72,6 +72,12 @@ impl TestStore {
         ReadStore::open(&self.config).await
     }
 
+    /// Creates the schema as it was before the migration described as `name` (see the
+    /// migration lists in store.rs); [`TestStore::open`] then applies the rest.
+    pub async fn migrate_before(&self, name: &str) -> Result<(), StoreError> {
+        crate::store::migrate_before(&self.config, name).await
+    }
+
     /// Drops the PostgreSQL database.
     pub async fn cleanup(self) {
         if let Some((admin, name)) = &self.admin {
