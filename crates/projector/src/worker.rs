@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clientlog_domain::Policies;
 use clientlog_eventlog::{
-    BadRecord, EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
+    AnyLog, BadRecord, EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
 };
 use clientlog_readstore::{
     BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
@@ -137,9 +137,11 @@ const WAL_LIMIT_BYTES: u64 = 256 << 20;
 /// before it writes what it holds.
 const HELD_ROWS: usize = 500_000;
 
-/// What a build holds in memory between batches (`ProjectorConfig::hold_customers`).
+/// What a build holds in memory between batches.
 #[derive(Default)]
 struct Held {
+    /// Up to how many customers (`ProjectorConfig::hold_customers`; 0: every batch is written).
+    limit: usize,
     carry: Carry,
     /// The version's checkpoints when `carry` started: its customers were loaded as of these.
     base: BTreeMap<i32, i64>,
@@ -369,12 +371,14 @@ impl Projector {
         // when another branch wins).
         let mut carry: Vec<Record> = Vec::new();
 
-        let hold = if self.follows_live || !config.until_caught_up {
-            0
-        } else {
-            config.hold_customers
+        let mut held = Held {
+            limit: if self.follows_live || !config.until_caught_up {
+                0
+            } else {
+                config.hold_customers
+            },
+            ..Held::default()
         };
-        let mut held = Held::default();
         // How far this run has read, to know which batch reaches the target.
         let mut read_to = checkpoints.clone();
 
@@ -420,8 +424,8 @@ impl Projector {
                     config.clock.now(),
                     check_duplicates,
                     &mut held,
-                    hold,
                     last,
+                    self.follows_live.then_some(log),
                 )
                 .await
             {
@@ -440,16 +444,6 @@ impl Projector {
             stats.duplicates += done.duplicates;
             stats.held += done.held;
             stats.dead_letters += done.dead_letters;
-            // The read store holds every dead letter; the log's own dead-letter place (a Kafka
-            // topic) gets a copy from the live version, for the log's tooling.
-            if self.follows_live {
-                for bad in &done.new_dead_letters {
-                    if let Err(err) = log.publish_dead_letter(bad).await {
-                        tracing::error!(position = %bad.position, error = %err,
-                            "publishing a dead letter to the log failed; the read store keeps it");
-                    }
-                }
-            }
             positions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -485,23 +479,24 @@ impl Projector {
             as_of,
             check_duplicates,
             &mut Held::default(),
-            0,
             true,
+            None::<&AnyLog>,
         )
         .await
     }
 
     /// Folds one batch into what `held` holds and, in the batch's transaction, writes all of
-    /// it with the checkpoints when it holds `hold` customers or more, when `last`, or when
-    /// the batch needs writing at once; otherwise the transaction writes nothing.
-    async fn project_held(
+    /// it with the checkpoints when it holds `held.limit` customers or more, when `last`, or when
+    /// the batch needs writing at once; otherwise the transaction writes nothing. The batch's
+    /// new dead letters are published to `dead_letter_log` before the commit.
+    async fn project_held<L: EventLog>(
         &self,
         mut records: Vec<Record>,
         as_of: i64,
         check_duplicates: bool,
         held: &mut Held,
-        hold: usize,
         last: bool,
+        dead_letter_log: Option<&L>,
     ) -> Result<BatchOutcome, ProjectorError> {
         let attached = self.attached();
         let version = attached.version;
@@ -567,6 +562,7 @@ impl Projector {
         let loaded_at = Instant::now();
         // A batch with bad records writes their dead letters with everything held, so that no
         // one resolving them reads a customer's rows while newer ones are held here.
+        let hold = held.limit;
         let write_now = last || hold == 0 || !dead_letters.is_empty();
         let known = Known {
             loaded,
@@ -634,6 +630,18 @@ impl Projector {
         // Where the version is now, including partitions whose records of this batch were all
         // reflected already (a checkpoint never moves back).
         let mut checkpoints_after = reflected;
+        // The read store holds every dead letter; the log's own dead-letter place (a Kafka
+        // topic) gets a copy from the live version, for the log's tooling. Published before the
+        // commit that moves the checkpoint past them: a crash in between publishes them again
+        // on the retry (at least once), where after the commit it would lose them.
+        if let Some(log) = dead_letter_log {
+            for bad in &new_dead_letters {
+                if let Err(err) = log.publish_dead_letter(bad).await {
+                    tracing::error!(position = %bad.position, error = %err,
+                        "publishing a dead letter to the log failed; the read store keeps it");
+                }
+            }
+        }
         match &write {
             Some(write) => {
                 tx.write(version, write, now).await?;
