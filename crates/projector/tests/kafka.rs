@@ -2,7 +2,7 @@
 //! change nothing, a restart seeks to checkpoint + 1 per partition, and the read models equal
 //! those built from the embedded log with the same events (up to log positions and recorded_at,
 //! which are each log's own); a record that is not an event is dead-lettered in the read store
-//! and published to the dead-letter topic.
+//! and published to the dead-letter topic, before the commit (at least once).
 
 use std::time::Duration;
 
@@ -226,6 +226,129 @@ async fn kafka_bad_records_go_to_the_dead_letter_topic() {
         }
         other => panic!("expected the garbage record, got {other:?}"),
     }
+    store.close().await;
+    a.cleanup().await;
+}
+
+/// The first `n` records of the dead-letter topic of `kafka`, read from its start.
+async fn dead_letter_topic(
+    brokers: &str,
+    kafka: &KafkaLog,
+    n: usize,
+) -> Vec<clientlog_eventlog::BadRecord> {
+    use futures::StreamExt as _;
+    let dead = KafkaLog::connect(KafkaConfig {
+        partitions: 1,
+        ..KafkaConfig::new(brokers.to_string()).with_topic(kafka.config().dead_letter_topic())
+    })
+    .await
+    .expect("connect to the dead-letter topic");
+    let mut stream = dead.read(&Default::default()).await.expect("read");
+    let mut found = Vec::new();
+    while found.len() < n {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            Ok(Some(Err(clientlog_eventlog::ReadError::BadRecord(bad)))) => found.push(*bad),
+            Ok(other) => panic!("expected a dead letter, got {other:?}"),
+            Err(_) => panic!("{} of {n} dead letters within 30 s", found.len()),
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_dead_letters_are_published_before_the_commit() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use sqlx::{Connection, PgConnection};
+
+    let test = "kafka_dead_letters_are_published_before_the_commit";
+    let Some(brokers) = service(test, KAFKA) else {
+        return;
+    };
+    let Some(a) = TestStore::new(test, Backend::Postgres).await else {
+        return;
+    };
+    let kafka = KafkaLog::connect(KafkaConfig {
+        partitions: 1,
+        ..KafkaConfig::new(brokers.clone()).with_topic(unique_name("poison-commit"))
+    })
+    .await
+    .expect("connect");
+    kafka
+        .append(&[clientlog_eventlog::test_support::purchase("CUST-OK", 1)])
+        .await
+        .expect("append");
+    let producer: FutureProducer = kafka.config().producer_config().create().expect("producer");
+    let garbage = b"\xff not an event either".to_vec();
+    producer
+        .send(
+            FutureRecord::to(&kafka.config().topic)
+                .key("CUST-BAD")
+                .payload(&garbage),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce garbage");
+
+    let store = a.open().await.expect("store");
+    let projector = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("projector");
+    // The batch's commit fails, as a crash between publishing and committing would leave it: a
+    // deferred trigger refuses the checkpoint at commit time.
+    let url = a.url.clone().expect("a PostgreSQL store has a URL");
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'commit refused by the test'; END $$",
+        "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT OR UPDATE ON checkpoints \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit()",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut admin)
+            .await
+            .expect(statement);
+    }
+    let config = ProjectorConfig {
+        batch_wait: Duration::from_millis(50),
+        reevaluate_every: None,
+        clock: Clock::Fixed(AS_OF),
+        until_caught_up: true,
+        ..ProjectorConfig::default()
+    };
+    let failed = tokio::time::timeout(
+        Duration::from_secs(120),
+        projector.run(&kafka, &config, CancellationToken::new()),
+    )
+    .await
+    .expect("the run ends");
+    let err = failed.expect_err("the commit was refused");
+    assert!(
+        format!("{err:?}").contains("commit refused by the test"),
+        "failed for another reason: {err:?}"
+    );
+    let version = projector.version();
+    assert!(
+        store.dead_letters(version).await.expect("list").is_empty(),
+        "the refused commit wrote nothing"
+    );
+    let published = dead_letter_topic(&brokers, &kafka, 1).await;
+    assert_eq!(published[0].bytes, garbage, "published before the commit");
+
+    sqlx::query("DROP TRIGGER refuse_commit ON checkpoints")
+        .execute(&mut admin)
+        .await
+        .expect("drop the trigger");
+    admin.close().await.expect("close");
+    let stats = run(&projector, &kafka).await;
+    assert_eq!((stats.applied, stats.dead_letters), (1, 1));
+    let letters = store.dead_letters(version).await.expect("list");
+    assert_eq!(letters.len(), 1, "the read store holds it once");
+    // At least once: the retry published it again.
+    let published = dead_letter_topic(&brokers, &kafka, 2).await;
+    assert!(published.iter().all(|bad| bad.bytes == garbage));
+    assert!(published
+        .iter()
+        .all(|bad| bad.key.as_deref() == Some("CUST-BAD")));
     store.close().await;
     a.cleanup().await;
 }
