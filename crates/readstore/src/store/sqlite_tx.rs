@@ -308,10 +308,10 @@ fn write_customers(
     batch: &BatchWrite,
     feed_end: &mut FeedEnd,
 ) -> Result<(), StoreError> {
+    let states = row_states(batch)?;
     if batch.customers.is_empty() {
         return Ok(());
     }
-    let states = row_states(batch)?;
     let last = match feed_end.known(version) {
         Some(last) => last,
         None => conn
