@@ -8,35 +8,33 @@ use sqlx::{Connection, PgConnection, Row, SqliteConnection};
 /// Runs `statements` on the store's database, outside the store, and returns the rows of the
 /// last one as (text, integer) pairs.
 async fn sql(config: &StoreConfig, statements: &[&str]) -> Vec<(String, i64)> {
-    let mut rows = Vec::new();
+    // The same loop over either driver's connection.
+    macro_rules! run_all {
+        ($conn:expr) => {{
+            let mut rows = Vec::new();
+            for statement in statements {
+                rows = sqlx::query(statement)
+                    .fetch_all(&mut $conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"))
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+            }
+            rows
+        }};
+    }
     match config {
         StoreConfig::Sqlite { path } => {
             let url = format!("sqlite://{}", path.display());
             let mut conn = SqliteConnection::connect(&url).await.expect("connect");
-            for statement in statements {
-                rows = sqlx::query(statement)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{statement}: {e}"))
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-            }
+            run_all!(conn)
         }
         StoreConfig::Postgres { url } => {
             let mut conn = PgConnection::connect(url).await.expect("connect");
-            for statement in statements {
-                rows = sqlx::query(statement)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{statement}: {e}"))
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-            }
+            run_all!(conn)
         }
     }
-    rows
 }
 
 /// A customers row of the schema before the change feed moved into it, every required column

@@ -67,6 +67,16 @@ fn purchase_batches(batches: usize) -> anyhow::Result<Vec<Vec<AppendEvent>>> {
     (0..batches).map(|_| purchases(1000)).collect()
 }
 
+/// Events per second of `batches` fresh batches of 1 000 appended to `log`, one after another.
+async fn timed_appends(log: &impl EventLog, batches: usize) -> anyhow::Result<f64> {
+    let batches = purchase_batches(batches)?;
+    let started = Instant::now();
+    for events in &batches {
+        log.append(events).await?;
+    }
+    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Nanoseconds this thread has run on a CPU (Linux), so that a rate holds for one core even
 /// while other processes compete for it.
 fn thread_cpu_ns() -> Option<u64> {
@@ -306,17 +316,7 @@ pub fn embedded_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure
         let bare = tokio::sync::Mutex::new(bare_sqlite(&b.path("bare.db")).await?);
         let (value, limit) = measure_paired(
             b.sizes.runs,
-            || {
-                let log = &log;
-                async move {
-                    let batches = purchase_batches(batches)?;
-                    let started = Instant::now();
-                    for events in &batches {
-                        log.append(events).await?;
-                    }
-                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
-                }
-            },
+            || timed_appends(&log, batches),
             || {
                 let bare = &bare;
                 async move {
@@ -484,17 +484,7 @@ pub fn kafka_append(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>>
             .context("while creating the bare producer")?;
         let (value, limit) = measure_paired(
             b.sizes.runs,
-            || {
-                let log = &log;
-                async move {
-                    let batches = purchase_batches(batches)?;
-                    let started = Instant::now();
-                    for events in &batches {
-                        log.append(events).await?;
-                    }
-                    Ok((batches.len() * 1000) as f64 / started.elapsed().as_secs_f64())
-                }
-            },
+            || timed_appends(&log, batches),
             || {
                 let (bare, topic) = (&bare, &config.topic);
                 async move {
