@@ -678,7 +678,6 @@ impl Projector {
             duplicates: events.saturating_sub(applied + held_events) + already,
             dead_letters: bad_records,
             checkpoints_after,
-            new_dead_letters,
         })
     }
 
@@ -858,8 +857,6 @@ pub struct BatchOutcome {
     pub held: u64,
     pub dead_letters: u64,
     pub checkpoints_after: BTreeMap<i32, i64>,
-    /// Records dead-lettered for the first time by this batch.
-    pub new_dead_letters: Vec<BadRecord>,
 }
 
 /// The first offset of a partition of `log` (the embedded log starts at 1, a Kafka topic at 0).
