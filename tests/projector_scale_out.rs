@@ -214,8 +214,26 @@ async fn projectors_in_a_group_share_partitions_through_rebalances() {
         .snapshot(version(&clean_store).await)
         .await
         .expect("clean snapshot");
-    assert_eq!(got.customers.len(), 240);
-    assert_eq!(got.events.len(), expected.events.len());
+    // On a difference, which events the group lost, where the checkpoints stand, and what
+    // each member was assigned when.
+    let have: std::collections::HashSet<_> = got.events.iter().map(|e| e.event_id).collect();
+    let missing: Vec<(String, i64, i32, i64)> = expected
+        .events
+        .iter()
+        .filter(|e| !have.contains(&e.event_id))
+        .map(|e| (e.customer_id.clone(), e.seq, e.log_partition, e.log_offset))
+        .collect();
+    let diagnosis = || {
+        format!(
+            "missing (customer, seq, partition, offset in the clean build): {missing:?}\n\
+             checkpoints {:?}, clean {:?}\n{}",
+            got.checkpoints,
+            expected.checkpoints,
+            logs(&shared)
+        )
+    };
+    assert_eq!(got.customers.len(), 240, "{}", diagnosis());
+    assert_eq!(got.events.len(), expected.events.len(), "{}", diagnosis());
     assert_eq!(got.events, expected.events);
     assert_eq!(got.customers, expected.customers);
     assert_eq!(got.states, expected.states);
