@@ -3,14 +3,16 @@
 //! leaving force rebalances while appends go on; at the end the read models equal a single
 //! projector's clean build, row for row (nothing lost, nothing applied twice).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clientlog_eventlog::test_support::{service, unique_name, KAFKA};
-use clientlog_eventlog::{EventLog, KafkaConfig, KafkaLog};
+use clientlog_eventlog::{EventLog, KafkaConfig, KafkaLog, ReadError};
 use clientlog_readstore::test_support::{Backend, TestStore};
 use clientlog_readstore::ReadStore;
+use futures::StreamExt;
 
 fn clientlog() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clientlog"))
@@ -73,18 +75,40 @@ fn stop(child: &mut Child) {
     assert!(status.success(), "a projector exited with {status}");
 }
 
-/// Waits until the live version's checkpoints cover every record of the topic.
-async fn wait_caught_up(store: &ReadStore, log: &KafkaLog, dir: &TestStore) {
-    let marks = log.high_water_marks().await.expect("marks");
+/// The last offset of each partition, from reading the topic's `records` records. tansu 0.6.0's
+/// in-memory engine answers ListOffsets(latest) with the last *batch's* base offset + 1 (see
+/// `crates/eventlog/tests/kafka.rs`), so its high-water marks can fall short of the end.
+async fn last_offsets(log: &KafkaLog, records: usize) -> BTreeMap<i32, i64> {
+    let read = log
+        .read(&Default::default())
+        .await
+        .expect("read")
+        .take(records)
+        .fold(BTreeMap::new(), |mut last, item| async move {
+            let position = match item {
+                Ok(event) => event.position,
+                Err(ReadError::BadRecord(bad)) => bad.position,
+                Err(err) => panic!("reading the topic: {err}"),
+            };
+            last.insert(position.partition, position.offset);
+            last
+        });
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the topic's records arrive")
+}
+
+/// Waits until the live version's checkpoints reach `last`, every record of the topic.
+async fn wait_caught_up(store: &ReadStore, last: &BTreeMap<i32, i64>, dir: &TestStore) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let done = match store.live_version().await.expect("version") {
             Some(live) => store.checkpoints(live.version).await.expect("checkpoints"),
             None => Default::default(),
         };
-        let behind: Vec<_> = marks
+        let behind: Vec<_> = last
             .iter()
-            .filter(|(p, &next)| next > 0 && done.get(p).is_none_or(|&d| d + 1 < next))
+            .filter(|(p, &end)| done.get(p).is_none_or(|&d| d < end))
             .collect();
         if behind.is_empty() {
             return;
@@ -98,14 +122,13 @@ async fn wait_caught_up(store: &ReadStore, log: &KafkaLog, dir: &TestStore) {
     }
 }
 
-/// The projectors' logs, for a failure message.
+/// The logs of the projectors of `store`, for a failure message.
 fn logs(store: &TestStore) -> String {
-    ["one", "two", "three"]
+    ["one", "two", "three", "clean"]
         .iter()
-        .map(|name| {
-            let log = std::fs::read_to_string(store.dir().join(format!("{name}.log")))
-                .unwrap_or_default();
-            format!("--- {name}\n{log}")
+        .filter_map(|name| {
+            let log = std::fs::read_to_string(store.dir().join(format!("{name}.log"))).ok()?;
+            Some(format!("--- {name}\n{log}"))
         })
         .collect()
 }
@@ -166,7 +189,8 @@ async fn projectors_in_a_group_share_partitions_through_rebalances() {
     let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()).with_topic(&topic))
         .await
         .expect("connect");
-    wait_caught_up(&store, &log, &shared).await;
+    let last = last_offsets(&log, lines.len()).await;
+    wait_caught_up(&store, &last, &shared).await;
     stop(&mut one);
     stop(&mut three);
     let members_with_partitions = ["one", "two", "three"]
@@ -179,28 +203,10 @@ async fn projectors_in_a_group_share_partitions_through_rebalances() {
     );
 
     // A clean build by one projector in a group of its own.
-    let out = clientlog()
-        .args(["projector", "--kafka", &brokers, "--topic", &topic])
-        .args(["--group", &unique_name("clean")])
-        .args([
-            "--as-of",
-            "2026-01-01",
-            "--reevaluate-every",
-            "0",
-            "--until-caught-up",
-        ])
-        .arg("--data")
-        .arg(clean.dir())
-        .arg("--database-url")
-        .arg(clean.url.as_deref().expect("url"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("clean projector");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut alone = projector(&brokers, &topic, &unique_name("clean"), &clean, "clean");
+    let clean_store = clean.open().await.expect("clean store");
+    wait_caught_up(&clean_store, &last, &clean).await;
+    stop(&mut alone);
     let clean_store = clean.open().await.expect("clean store");
     let version = |s: &ReadStore| {
         let s = s.clone();

@@ -22,8 +22,8 @@
 //! Duplicates: see the crate documentation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clientlog_domain::EventId;
 use futures::stream::{self, StreamExt};
@@ -43,6 +43,9 @@ use crate::cloudevents::{decode_record, STRUCTURED_CONTENT_TYPE};
 use crate::error::{BadRecord, LogError, ReadError};
 use crate::model::{AppendEvent, AppendOutcome, Position, StoredEvent};
 use crate::{EventLog, EventStream, SharedStartOffsets, StartOffsets};
+
+mod starts;
+use starts::{Starts, Verdict, STALL};
 
 /// The default topic name.
 pub const DEFAULT_TOPIC: &str = "clientlog.events";
@@ -400,21 +403,19 @@ impl EventLog for KafkaLog {
 
     async fn read(&self, from: &StartOffsets) -> Result<EventStream, LogError> {
         let partitions = self.partition_count().await?;
-        let consumer: StreamConsumer = self
-            .config
-            .consumer_config()
-            .create()
-            .map_err(kafka_err("creating the Kafka consumer"))?;
+        let context = ReaderContext::new(&self.config.topic, None);
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
-            let offset = match from.get(&partition) {
-                Some(&offset) => Offset::Offset(offset),
-                None => Offset::Beginning,
-            };
+            let offset = context.start(partition, from.get(&partition).copied());
             assignment
                 .add_partition_offset(&self.config.topic, partition, offset)
                 .map_err(kafka_err("building the partition assignment"))?;
         }
+        let consumer: StreamConsumer<ReaderContext> = self
+            .config
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(kafka_err("creating the Kafka consumer"))?;
         consumer
             .assign(&assignment)
             .map_err(kafka_err("assigning partitions to the reader"))?;
@@ -422,11 +423,8 @@ impl EventLog for KafkaLog {
     }
 
     async fn read_shared(&self, positions: SharedStartOffsets) -> Result<EventStream, LogError> {
-        let context = GroupContext {
-            topic: self.config.topic.clone(),
-            positions,
-        };
-        let consumer: StreamConsumer<GroupContext> = self
+        let context = ReaderContext::new(&self.config.topic, Some(positions));
+        let consumer: StreamConsumer<ReaderContext> = self
             .config
             .consumer_config()
             .create_with_context(context)
@@ -517,18 +515,50 @@ impl KafkaLog {
 }
 
 /// A consumer's records as events, bad ones as [`ReadError::BadRecord`]; errors are items.
-fn record_stream<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>) -> EventStream {
+/// Each started partition's records begin exactly at its start (see [`starts`]).
+fn record_stream(consumer: StreamConsumer<ReaderContext>) -> EventStream {
     stream::unfold(consumer, |consumer| async move {
-        let item = match consumer.recv().await {
-            Ok(message) => stored_event(&message),
-            Err(source) => {
-                // Consumer errors are mostly transient (broker down, rebalancing of
-                // leadership); librdkafka keeps reconnecting. Report and go on, slowly.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Err(ReadError::Log(LogError::Kafka {
-                    context: "reading events",
-                    source,
-                }))
+        let item = loop {
+            // A rebalance inside `recv` can start partitions: wait at most one STALL.
+            let now = Instant::now();
+            let next_stall = consumer.context().starts().next_stall();
+            let wake = next_stall.unwrap_or(now + STALL).min(now + STALL);
+            let received = match tokio::time::timeout_at(wake.into(), consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    let seeks = consumer.context().starts().stalled(Instant::now());
+                    for (partition, from) in seeks {
+                        seek(&consumer, partition, from);
+                    }
+                    continue;
+                }
+            };
+            match received {
+                Ok(message) => {
+                    let (partition, offset) = (message.partition(), message.offset());
+                    let verdict =
+                        consumer
+                            .context()
+                            .starts()
+                            .check(partition, offset, Instant::now());
+                    match verdict {
+                        Verdict::Deliver => break stored_event(&message),
+                        Verdict::Drop => {}
+                        Verdict::SeekTo(from) => {
+                            drop(message);
+                            seek(&consumer, partition, from);
+                        }
+                    }
+                }
+                Err(source) => {
+                    // Consumer errors are mostly transient (broker down, rebalancing of
+                    // leadership); librdkafka keeps reconnecting. Report and go on, slowly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break Err(ReadError::Log(LogError::Kafka {
+                        context: "reading events",
+                        source,
+                    }));
+                }
             }
         };
         Some((item, consumer))
@@ -536,32 +566,74 @@ fn record_stream<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>) -> E
     .boxed()
 }
 
-/// Starts every partition the group assigns from the reader's shared positions.
-struct GroupContext {
-    topic: String,
-    positions: SharedStartOffsets,
+/// Moves a started partition's read back to `from` (see [`starts`]). Zero timeout: librdkafka
+/// seeks asynchronously; a failure comes back as a consumer error.
+fn seek(consumer: &StreamConsumer<ReaderContext>, partition: i32, from: i64) {
+    let topic = consumer.context().topic.as_str();
+    if let Err(err) = consumer.seek(topic, partition, Offset::Offset(from), Duration::ZERO) {
+        tracing::error!(partition, from, error = %err, "cannot seek back to read a skipped start");
+    }
 }
 
-impl ClientContext for GroupContext {}
+/// A reader's consumer context: where each partition starts and, for a group reader, the
+/// shared positions every assigned partition starts from.
+struct ReaderContext {
+    topic: String,
+    positions: Option<SharedStartOffsets>,
+    starts: Mutex<Starts>,
+}
 
-impl ConsumerContext for GroupContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(assigned) = rebalance else {
-            if let Rebalance::Revoke(revoked) = rebalance {
-                tracing::info!(partitions = ?partitions_of(revoked), "partitions revoked");
+impl ReaderContext {
+    fn new(topic: &str, positions: Option<SharedStartOffsets>) -> Self {
+        Self {
+            topic: topic.to_string(),
+            positions,
+            starts: Mutex::new(Starts::default()),
+        }
+    }
+
+    fn starts(&self) -> std::sync::MutexGuard<'_, Starts> {
+        self.starts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where `partition` starts: at `next`, checked, or at its beginning.
+    fn start(&self, partition: i32, next: Option<i64>) -> Offset {
+        match next {
+            Some(next) => {
+                self.starts().started(partition, next, Instant::now());
+                Offset::Offset(next)
             }
+            None => {
+                self.starts().forget(partition);
+                Offset::Beginning
+            }
+        }
+    }
+}
+
+impl ClientContext for ReaderContext {}
+
+impl ConsumerContext for ReaderContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Some(positions) = &self.positions else {
             return;
         };
-        let positions = self
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let assigned = match rebalance {
+            Rebalance::Assign(assigned) => assigned,
+            Rebalance::Revoke(revoked) => {
+                let partitions = partitions_of(revoked);
+                for &partition in &partitions {
+                    self.starts().forget(partition);
+                }
+                tracing::info!(?partitions, "partitions revoked");
+                return;
+            }
+            Rebalance::Error(_) => return,
+        };
+        let positions = positions.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut start = TopicPartitionList::new();
         for partition in partitions_of(assigned) {
-            let offset = positions
-                .get(&partition)
-                .map_or(Offset::Beginning, |&next| Offset::Offset(next));
+            let offset = self.start(partition, positions.get(&partition).copied());
             if let Err(err) = start.add_partition_offset(&self.topic, partition, offset) {
                 tracing::error!(partition, error = %err, "cannot start an assigned partition");
             }

@@ -4,25 +4,27 @@
 
 mod contract;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clientlog_eventlog::test_support::{
     self, kafka_test_config, produce_raw, purchase, raw_producer, unique_name,
 };
 use clientlog_eventlog::{
-    EventLog, KafkaConfig, KafkaLog, LogError, Position, StartOffsets, WireMode,
+    AppendOutcome, EventLog, KafkaConfig, KafkaLog, LogError, Position, StartOffsets, WireMode,
 };
 use contract::Harness;
 use futures::StreamExt;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 
-/// Cases that check high-water marks exactly or start reading in the middle of what was
-/// appended. tansu 0.6.0's in-memory engine (the CI broker) answers ListOffsets(latest) with
-/// the last *batch's* base offset + 1 and serves a fetch from the first batch starting at or
-/// after the requested offset (tansu-storage `dynostore.rs`, `list_offsets` and `fetch`), which
-/// is wrong for multi-record batches; Apache Kafka and tansu's PostgreSQL engine are per
-/// record. These cases therefore produce one record per batch, which is correct everywhere.
+/// Cases that check high-water marks exactly. tansu 0.6.0's in-memory engine (the CI broker)
+/// answers ListOffsets(latest) with the last *batch's* base offset + 1 (tansu-storage
+/// `dynostore.rs`, `list_offsets`), which is wrong for multi-record batches; Apache Kafka and
+/// tansu's PostgreSQL engine are per record. These cases therefore produce one record per
+/// batch, which is correct everywhere. (The same engine serves a fetch from the first batch
+/// starting at or after the requested offset; the reader makes up for that itself, see
+/// `starts_in_the_middle_of_a_batch`.)
 const SINGLE_RECORD_BATCHES: &[&str] = &[
     "keeps_exact_bytes_and_positions",
     "reads_from_positions_and_waits",
@@ -143,6 +145,62 @@ async fn reads_binary_mode_cloudevents() {
     assert!(seen
         .iter()
         .any(|e| e.mode == WireMode::Structured && e.event.id == structured.id()));
+}
+
+/// A reader started in the middle of a multi-record batch reads on from exactly there, alone
+/// or in a group. tansu 0.6.0's in-memory engine serves such a fetch from the next batch (see
+/// `SINGLE_RECORD_BATCHES`); the reader notices and reads the start's batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_in_the_middle_of_a_batch() {
+    let test = "starts_in_the_middle_of_a_batch";
+    let Some(brokers) = test_support::service(test, test_support::KAFKA) else {
+        return;
+    };
+    // A long linger puts the events in one produce request, one batch per partition.
+    let config = KafkaConfig {
+        linger: Duration::from_millis(200),
+        ..kafka_test_config(&brokers)
+    };
+    let log = KafkaLog::connect(config.clone()).await.expect("connect");
+    let events: Vec<_> = (0..20).map(|n| purchase("CUST-MID", n)).collect();
+    let positions: Vec<Position> = log
+        .append(&events)
+        .await
+        .expect("append")
+        .into_iter()
+        .map(|outcome| match outcome {
+            AppendOutcome::Appended(position) => position,
+            other => panic!("a new event was answered with {other:?}"),
+        })
+        .collect();
+    let partition = positions[0].partition;
+    for start in [1, 7, 19] {
+        let from = StartOffsets::from([(partition, positions[start].offset)]);
+        // A group of its own for each start.
+        let member = KafkaLog::connect(KafkaConfig {
+            reader_group_id: unique_name("mid-batch"),
+            ..config.clone()
+        })
+        .await
+        .expect("connect");
+        let shared = Arc::new(Mutex::new(from.clone()));
+        for (reader, stream) in [
+            ("alone", log.read(&from).await.expect("read")),
+            (
+                "in a group",
+                member.read_shared(shared).await.expect("read"),
+            ),
+        ] {
+            let read = stream
+                .take(events.len() - start)
+                .map(|item| item.expect("a valid event").position)
+                .collect::<Vec<_>>();
+            let got = tokio::time::timeout(contract::READ_TIMEOUT, read)
+                .await
+                .unwrap_or_else(|_| panic!("{reader} from event {start}: too few events"));
+            assert_eq!(got, positions[start..], "{reader}, from event {start}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
