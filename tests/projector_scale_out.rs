@@ -18,7 +18,8 @@ fn clientlog() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clientlog"))
 }
 
-fn append(brokers: &str, topic: &str, file: &Path) {
+/// Appends `file`; returns how many records reached the topic (duplicates in the file do not).
+fn append(brokers: &str, topic: &str, file: &Path) -> usize {
     let out = clientlog()
         .args([
             "append",
@@ -38,6 +39,12 @@ fn append(brokers: &str, topic: &str, file: &Path) {
         "append failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    summary
+        .strip_prefix("accepted ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in the append summary {summary:?}"))
 }
 
 fn projector(brokers: &str, topic: &str, group: &str, store: &TestStore, name: &str) -> Child {
@@ -172,15 +179,15 @@ async fn projectors_in_a_group_share_partitions_through_rebalances() {
         path
     };
 
-    append(&brokers, &topic, &file(0));
+    let mut records = append(&brokers, &topic, &file(0));
     let mut one = projector(&brokers, &topic, &group, &shared, "one");
     let mut two = projector(&brokers, &topic, &group, &shared, "two");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    append(&brokers, &topic, &file(1));
+    records += append(&brokers, &topic, &file(1));
     // A third member joins: the group rebalances while records flow.
     let mut three = projector(&brokers, &topic, &group, &shared, "three");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    append(&brokers, &topic, &file(2));
+    records += append(&brokers, &topic, &file(2));
     // One member stops (SIGTERM: it finishes its batch and leaves the group): its partitions
     // move to the others.
     stop(&mut two);
@@ -189,7 +196,7 @@ async fn projectors_in_a_group_share_partitions_through_rebalances() {
     let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()).with_topic(&topic))
         .await
         .expect("connect");
-    let last = last_offsets(&log, lines.len()).await;
+    let last = last_offsets(&log, records).await;
     wait_caught_up(&store, &last, &shared).await;
     stop(&mut one);
     stop(&mut three);
