@@ -126,12 +126,13 @@ impl Starts {
                      or compaction, or removed by retention)"
                 );
             } else if let Some(from) = start.back_off(now) {
-                tracing::debug!(
+                tracing::info!(
                     partition,
                     start = wanted,
                     first = offset,
                     seek = from,
-                    "the broker skipped the start; reading from before it"
+                    "the broker served this partition from beyond its start; reading it again \
+                     from before"
                 );
                 return Verdict::SeekTo(from);
             } else {
@@ -159,6 +160,12 @@ impl Starts {
                 return false;
             }
             if let Some(from) = start.back_off(now) {
+                tracing::debug!(
+                    partition,
+                    start = start.offset,
+                    seek = from,
+                    "nothing came from this partition's start; reading it again from before"
+                );
                 seeks.push((partition, from));
             }
             true
