@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use clientlog_domain::EventId;
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -519,18 +520,22 @@ impl KafkaLog {
 fn record_stream(consumer: StreamConsumer<ReaderContext>) -> EventStream {
     stream::unfold(consumer, |consumer| async move {
         let item = loop {
-            // A rebalance inside `recv` can start partitions: wait at most one STALL.
-            let now = Instant::now();
-            let next_stall = consumer.context().starts().next_stall();
-            let wake = next_stall.unwrap_or(now + STALL).min(now + STALL);
-            let received = match tokio::time::timeout_at(wake.into(), consumer.recv()).await {
-                Ok(received) => received,
-                Err(_) => {
-                    let seeks = consumer.context().starts().stalled(Instant::now());
-                    for (partition, from) in seeks {
-                        seek(&consumer, partition, from);
+            let received = match consumer.recv().now_or_never() {
+                Some(received) => received,
+                None => {
+                    // A rebalance inside `recv` can start partitions: wait at most one STALL.
+                    let next_stall = consumer.context().starts().next_stall();
+                    let wake = next_stall.unwrap_or_else(|| Instant::now() + STALL);
+                    match tokio::time::timeout_at(wake.into(), consumer.recv()).await {
+                        Ok(received) => received,
+                        Err(_) => {
+                            let seeks = consumer.context().starts().stalled(Instant::now());
+                            for (partition, from) in seeks {
+                                seek(&consumer, partition, from);
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
             match received {
