@@ -47,7 +47,17 @@ fn append(brokers: &str, topic: &str, file: &Path) -> usize {
         .unwrap_or_else(|| panic!("no count in the append summary {summary:?}"))
 }
 
-fn projector(brokers: &str, topic: &str, group: &str, store: &TestStore, name: &str) -> Child {
+/// A projector process, killed if the test fails before stopping it.
+struct Member(Child);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn projector(brokers: &str, topic: &str, group: &str, store: &TestStore, name: &str) -> Member {
     let log = std::fs::File::create(store.dir().join(format!("{name}.log"))).expect("log file");
     clientlog()
         .args([
@@ -70,15 +80,16 @@ fn projector(brokers: &str, topic: &str, group: &str, store: &TestStore, name: &
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Member)
         .expect("start clientlog projector")
 }
 
 /// SIGTERM, and a clean exit.
-fn stop(child: &mut Child) {
+fn stop(member: &mut Member) {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &member.0.id().to_string()])
         .status();
-    let status = child.wait().expect("wait");
+    let status = member.0.wait().expect("wait");
     assert!(status.success(), "a projector exited with {status}");
 }
 
