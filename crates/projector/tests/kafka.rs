@@ -169,21 +169,11 @@ async fn kafka_bad_records_go_to_the_dead_letter_topic() {
     let Some(brokers) = service(test, KAFKA) else {
         return;
     };
-    let kafka = KafkaLog::connect(KafkaConfig {
-        partitions: 2,
-        ..KafkaConfig::new(brokers.clone()).with_topic(unique_name("poison"))
-    })
-    .await
-    .expect("connect");
     let Some(a) = TestStore::new(test, Backend::Sqlite).await else {
         return;
     };
-    kafka
-        .append(&[clientlog_eventlog::test_support::purchase("CUST-OK", 1)])
-        .await
-        .expect("append");
     let garbage = b"\xff this is not an event".to_vec();
-    produce_raw(&kafka, "CUST-BAD", &garbage).await;
+    let kafka = poisoned_topic(&brokers, 2, &garbage).await;
 
     let store = a.open().await.expect("store");
     let projector = Projector::new(store.clone(), Policies::defaults())
@@ -203,6 +193,22 @@ async fn kafka_bad_records_go_to_the_dead_letter_topic() {
 }
 
 /// Produces `payload` under `key` to `kafka`'s topic as it is, bypassing the log's checks.
+/// A new topic of `partitions` holding one good event (CUST-OK) and then `garbage` (CUST-BAD).
+async fn poisoned_topic(brokers: &str, partitions: i32, garbage: &[u8]) -> KafkaLog {
+    let kafka = KafkaLog::connect(KafkaConfig {
+        partitions,
+        ..KafkaConfig::new(brokers).with_topic(unique_name("poison"))
+    })
+    .await
+    .expect("connect");
+    kafka
+        .append(&[clientlog_eventlog::test_support::purchase("CUST-OK", 1)])
+        .await
+        .expect("append");
+    produce_raw(&kafka, "CUST-BAD", garbage).await;
+    kafka
+}
+
 async fn produce_raw(kafka: &KafkaLog, key: &str, payload: &[u8]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = kafka.config().producer_config().create().expect("producer");
@@ -253,18 +259,8 @@ async fn kafka_dead_letters_are_published_before_the_commit() {
     let Some(a) = TestStore::new(test, Backend::Postgres).await else {
         return;
     };
-    let kafka = KafkaLog::connect(KafkaConfig {
-        partitions: 1,
-        ..KafkaConfig::new(brokers.clone()).with_topic(unique_name("poison-commit"))
-    })
-    .await
-    .expect("connect");
-    kafka
-        .append(&[clientlog_eventlog::test_support::purchase("CUST-OK", 1)])
-        .await
-        .expect("append");
     let garbage = b"\xff not an event either".to_vec();
-    produce_raw(&kafka, "CUST-BAD", &garbage).await;
+    let kafka = poisoned_topic(&brokers, 1, &garbage).await;
 
     let store = a.open().await.expect("store");
     let projector = Projector::new(store.clone(), Policies::defaults())
