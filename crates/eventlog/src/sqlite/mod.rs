@@ -648,6 +648,10 @@ fn open_reader(config: &SqliteConfig) -> Result<rusqlite::Connection, LogError> 
 }
 
 /// Up to [`READ_PAGE`] records from offset `next` on, decoded.
+///
+/// Decoding costs several times the scan, and a reader that catches up (a projector starting,
+/// a rebuild) is the one serial stage before the fold: a full page is decoded half on a thread
+/// of its own, half here.
 fn read_page(
     conn: &rusqlite::Connection,
     next: i64,
@@ -655,33 +659,69 @@ fn read_page(
     let context = "reading events";
     let mut statement = conn
         .prepare_cached(
-            "SELECT position, recorded_at, payload, subject FROM events \
+            "SELECT position, recorded_at, payload FROM events \
              WHERE position >= ?1 ORDER BY position LIMIT ?2",
         )
         .map_err(scan_err(context))?;
     let mut rows = statement
         .query([next, READ_PAGE])
         .map_err(scan_err(context))?;
-    let mut page = Vec::new();
+    let mut scanned = Vec::new();
     while let Some(row) = rows.next().map_err(scan_err(context))? {
         let offset: i64 = row.get(0).map_err(scan_err(context))?;
         let recorded_at: i64 = row.get(1).map_err(scan_err(context))?;
         let bytes: Vec<u8> = row.get(2).map_err(scan_err(context))?;
-        let position = Position::new(PARTITION, offset);
-        page.push(match Event::decode(&bytes) {
-            Ok(event) => Ok(StoredEvent {
-                position,
-                bytes,
-                recorded_at: time_of(recorded_at),
-                mode: WireMode::Structured,
-                event,
-            }),
-            Err(reason) => {
-                // The subject column is only read for a bad record; a valid event carries its own.
-                let key = row.get::<_, String>(3).ok();
-                Err(ReadError::bad_record(position, key, bytes, reason))
+        scanned.push((offset, recorded_at, bytes));
+    }
+    let mut page = if scanned.len() >= PARALLEL_DECODE_FROM {
+        let second = scanned.split_off(scanned.len() / 2);
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| decode_rows(second));
+            let mut page = decode_rows(scanned);
+            match second.join() {
+                Ok(rest) => page.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-        });
+            page
+        })
+    } else {
+        decode_rows(scanned)
+    };
+    // A bad record's customer, if its row names one (a valid event carries its own).
+    for item in &mut page {
+        if let Err(ReadError::BadRecord(bad)) = item {
+            bad.key = conn
+                .query_row(
+                    "SELECT subject FROM events WHERE position = ?1",
+                    [bad.position.offset],
+                    |row| row.get::<_, Option<String>>(0),
+                )
+                .map_err(scan_err(context))?;
+        }
     }
     Ok(page)
+}
+
+/// Rows at least this many are decoded on two threads (fewer: the thread would cost more than
+/// it saves).
+const PARALLEL_DECODE_FROM: usize = 512;
+
+/// Scanned rows (offset, `recorded_at`, payload) decoded in order; a bad record's key is left
+/// for [`read_page`] to look up.
+fn decode_rows(rows: Vec<(i64, i64, Vec<u8>)>) -> Vec<Result<StoredEvent, ReadError>> {
+    rows.into_iter()
+        .map(|(offset, recorded_at, bytes)| {
+            let position = Position::new(PARTITION, offset);
+            match Event::decode(&bytes) {
+                Ok(event) => Ok(StoredEvent {
+                    position,
+                    bytes,
+                    recorded_at: time_of(recorded_at),
+                    mode: WireMode::Structured,
+                    event,
+                }),
+                Err(reason) => Err(ReadError::bad_record(position, None, bytes, reason)),
+            }
+        })
+        .collect()
 }
