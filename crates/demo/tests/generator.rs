@@ -1,11 +1,13 @@
 //! End-to-end properties of generated histories: every event round-trips through the strict
 //! decoder, output is a pure function of the config, the deliberate dirt is there at about the
-//! intended rates, and the churn ground truth is consistent with what customers did.
+//! intended rates, the churn ground truth is consistent with what customers did, and the marks
+//! a projector compares after every event are those of the full verdict.
 
 use std::collections::{HashMap, HashSet};
 
 use clientlog_demo::{write_ndjson, Config, Generator, Truth, YearMonth};
 use clientlog_domain::event::ReassignReason;
+use clientlog_domain::{evaluate, marks, CustomerState, Marks, Policies};
 use clientlog_domain::{Event, EventData, EventType};
 
 fn config(customers: u32, months: u32, seed: u64) -> Config {
@@ -292,5 +294,41 @@ fn bad_configs_are_refused() {
             .plus(3)
             .to_string(),
         "2025-02"
+    );
+}
+
+#[test]
+fn marks_are_those_of_the_full_verdict_after_every_event() {
+    let policies = Policies::defaults();
+    let mut states: HashMap<String, CustomerState> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut checked = 0;
+    for event in Generator::new(config(300, 36, 11)).expect("config") {
+        let state = states
+            .entry(event.subject.as_str().to_string())
+            .or_default();
+        state.apply(&event);
+        // At the event's own time, and long after (silence, lapsed contracts, churn).
+        for as_of in [
+            event.time.unix_timestamp(),
+            event.time.unix_timestamp() + 400 * 86_400,
+        ] {
+            let verdict = evaluate(state, &policies, as_of);
+            assert_eq!(
+                marks(state, &policies, as_of),
+                Marks::of(&verdict),
+                "customer {} at {as_of}",
+                event.subject.as_str()
+            );
+            seen.insert((verdict.grade, verdict.stage, verdict.risk_band));
+            checked += 1;
+        }
+    }
+    assert!(checked > 10_000, "{checked} verdicts checked");
+    // The history reaches most of the marks' values, not one corner of them.
+    assert!(
+        seen.len() >= 20,
+        "{} combinations of marks seen",
+        seen.len()
     );
 }

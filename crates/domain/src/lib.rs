@@ -23,4 +23,4 @@ pub use event::{DecodeError, Event, EventData, EventId, EventType};
 pub use policy::Policies;
 pub use state::CustomerState;
 pub use values::{CustomerId, Money};
-pub use verdict::{evaluate, Grade, RiskBand, Stage, Verdict};
+pub use verdict::{evaluate, marks, Grade, Marks, RiskBand, Stage, Verdict};

@@ -436,7 +436,14 @@ pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdi
     let grade_inputs = GradeInputs::measure(state, &policies.grading.policy, today, month);
     let (grade, score, factors) = grading::grade(&grade_inputs, &policies.grading.policy);
     let (stage, stage_since, stage_rule) = stage(state, &policies.lifecycle.policy, today, month);
-    let (risk, risk_band, risk_reasons) = churn_risk(state, &policies.churn.policy, today, month);
+    let mut risk_reasons = Vec::new();
+    let (risk, risk_band) = churn_risk(
+        state,
+        &policies.churn.policy,
+        today,
+        month,
+        Some(&mut risk_reasons),
+    );
     Verdict {
         as_of_day: today,
         grade,
@@ -450,6 +457,41 @@ pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdi
         risk_reasons,
         anomalies: state.anomalies,
         grade_inputs,
+    }
+}
+
+/// The three values transitions are about, as [`evaluate`] gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    pub grade: Grade,
+    pub stage: Stage,
+    pub risk_band: RiskBand,
+}
+
+impl Marks {
+    pub fn of(verdict: &Verdict) -> Self {
+        Self {
+            grade: verdict.grade,
+            stage: verdict.stage,
+            risk_band: verdict.risk_band,
+        }
+    }
+}
+
+/// The grade, stage and risk band of [`evaluate`]'s verdict, without the factors' details and
+/// the risk's reasons: what a projector needs after every event to find the transitions, where
+/// the whole verdict is needed once per customer and batch.
+pub fn marks(state: &CustomerState, policies: &Policies, as_of: i64) -> Marks {
+    let today = day_of(as_of);
+    let month = month_of_day(today);
+    let grade_inputs = GradeInputs::measure(state, &policies.grading.policy, today, month);
+    let (grade, _, _) = grading::grade(&grade_inputs, &policies.grading.policy);
+    let (stage, _, _) = stage(state, &policies.lifecycle.policy, today, month);
+    let (_, risk_band) = churn_risk(state, &policies.churn.policy, today, month, None);
+    Marks {
+        grade,
+        stage,
+        risk_band,
     }
 }
 
@@ -556,27 +598,19 @@ fn silence_probability(
     1.0 / (1.0 + (-z).exp())
 }
 
+/// The churn risk and its band; each reason goes to `reasons` if there is one (a verdict), and
+/// none is built otherwise (the marks alone).
 fn churn_risk(
     state: &CustomerState,
     policy: &ChurnPolicy,
     today: Day,
     month: Month,
-) -> (f64, RiskBand, Vec<RiskReason>) {
-    let mut reasons = Vec::new();
-    // Each factor's points are what the risk would be if it were alone; they combine like
-    // independent chances, and each reason keeps its share of what the ones before left.
-    let mut remaining = 1.0_f64;
-    let mut push = |factor, points: f64, detail| {
-        let alone = (points / 100.0).clamp(0.0, 1.0);
-        if alone > 0.0 {
-            let share = remaining * alone;
-            remaining -= share;
-            reasons.push(RiskReason {
-                factor,
-                points: round2(share * 100.0),
-                detail,
-            });
-        }
+    reasons: Option<&mut Vec<RiskReason>>,
+) -> (f64, RiskBand) {
+    let mut risk = RiskSum {
+        remaining: 1.0,
+        total: -0.0,
+        reasons,
     };
     let days = &state.purchases.days;
 
@@ -591,10 +625,10 @@ fn churn_risk(
             let tenure = (today - first).max(0);
             let probability =
                 silence_probability(s, silent_days, distinct - 1, tenure, gap, recent);
-            push(
+            risk.push(
                 RiskFactor::BuyingSilence,
                 s.max_points * probability,
-                ReasonDetail::Silence {
+                &|| ReasonDetail::Silence {
                     silent_days,
                     usual_gap_days: gap.map(round2),
                     purchase_days: distinct,
@@ -604,10 +638,10 @@ fn churn_risk(
                 },
             );
         }
-        _ => push(
+        _ => risk.push(
             RiskFactor::NeverBought,
             policy.silence.never_bought_points,
-            ReasonDetail::NeverBought,
+            &|| ReasonDetail::NeverBought,
         ),
     }
 
@@ -617,10 +651,10 @@ fn churn_risk(
         compare_windows(month, f.window_months, |m| state.purchases.months.get(m));
     let drop = drop_percent(recent, earlier);
     if drop >= f.min_drop_percent {
-        push(
+        risk.push(
             RiskFactor::FallingPurchases,
             f.max_points * drop / 100.0,
-            ReasonDetail::Falling {
+            &|| ReasonDetail::Falling {
                 drop_percent: round2(drop),
                 months: f.window_months,
             },
@@ -633,10 +667,10 @@ fn churn_risk(
         let open_days = (today - day_of(open.filed_at)).max(0);
         let deadline = c.resolution_days.of(open.severity) as i32;
         let overdue = (open_days > deadline).then_some(open_days - deadline);
-        push(
+        risk.push(
             RiskFactor::OpenComplaint,
             c.open_points.of(open.severity) + overdue.map_or(0.0, |_| c.overdue_points),
-            ReasonDetail::Complaint {
+            &|| ReasonDetail::Complaint {
                 id: open.id.clone(),
                 severity: open.severity,
                 open_days,
@@ -648,10 +682,10 @@ fn churn_risk(
     let unsatisfied: u32 = (1..=i32::from(c.unsatisfied_window_months))
         .map(|back| u32::from(state.complaints.months.get(month - back).unsatisfied))
         .sum();
-    push(
+    risk.push(
         RiskFactor::UnsatisfiedResolution,
         (f64::from(unsatisfied) * c.unsatisfied_points).min(100.0),
-        ReasonDetail::Unsatisfied {
+        &|| ReasonDetail::Unsatisfied {
             count: unsatisfied,
             months: c.unsatisfied_window_months,
         },
@@ -664,14 +698,12 @@ fn churn_risk(
         if let Some(terminated) = contract.terminated_on {
             let ago = today - terminated;
             if (0..=k.recent_days as i32).contains(&ago) {
-                push(
-                    RiskFactor::ContractTerminated,
-                    k.terminated_points,
+                risk.push(RiskFactor::ContractTerminated, k.terminated_points, &|| {
                     ReasonDetail::ContractTerminated {
                         id: contract.id.clone(),
                         days_ago: ago,
-                    },
-                );
+                    }
+                });
                 continue;
             }
         }
@@ -683,23 +715,19 @@ fn churn_risk(
         }
         let in_days = last - today;
         if contract.active_on(today) && in_days <= k.ending_within_days as i32 {
-            push(
-                RiskFactor::ContractEnding,
-                k.ending_points,
+            risk.push(RiskFactor::ContractEnding, k.ending_points, &|| {
                 ReasonDetail::ContractEnding {
                     id: contract.id.clone(),
                     in_days,
-                },
-            );
+                }
+            });
         } else if !any_active && (1..=k.recent_days as i32).contains(&-in_days) {
-            push(
-                RiskFactor::ContractLapsed,
-                k.lapsed_points,
+            risk.push(RiskFactor::ContractLapsed, k.lapsed_points, &|| {
                 ReasonDetail::ContractLapsed {
                     id: contract.id.clone(),
                     days_ago: -in_days,
-                },
-            );
+                }
+            });
         }
     }
 
@@ -709,10 +737,10 @@ fn churn_risk(
         let ago = today - day_of(last.at);
         if (0..r.recent_days as i32).contains(&ago) {
             let fade = 1.0 - f64::from(ago) / f64::from(r.recent_days);
-            push(
+            risk.push(
                 RiskFactor::AccountManagerChanged,
                 r.points.of(last.value.reason) * fade,
-                ReasonDetail::Reassigned {
+                &|| ReasonDetail::Reassigned {
                     reason: last.value.reason,
                     days_ago: ago,
                     from: last.value.from.clone(),
@@ -727,10 +755,10 @@ fn churn_risk(
     let negative: u32 = (0..i32::from(s.window_months))
         .map(|back| u32::from(state.interactions.months.get(month - back).negative))
         .sum();
-    push(
+    risk.push(
         RiskFactor::NegativeSentiment,
         (f64::from(negative) * s.points_per_negative).min(s.max_points),
-        ReasonDetail::Negative {
+        &|| ReasonDetail::Negative {
             count: negative,
             months: s.window_months,
         },
@@ -743,10 +771,10 @@ fn churn_risk(
     });
     let drop = drop_percent(recent, earlier);
     if drop >= e.min_drop_percent {
-        push(
+        risk.push(
             RiskFactor::FadingEngagement,
             e.max_points * drop / 100.0,
-            ReasonDetail::Fading {
+            &|| ReasonDetail::Fading {
                 drop_percent: round2(drop),
                 months: e.window_months,
             },
@@ -754,7 +782,7 @@ fn churn_risk(
     }
 
     // The sum of the reported (rounded) shares, so that the reasons always add up to the risk.
-    let risk = round2(reasons.iter().map(|r| r.points).sum::<f64>().min(100.0));
+    let risk = round2(risk.total.min(100.0));
     let b = &policy.bands;
     let band = if risk >= b.critical {
         RiskBand::Critical
@@ -765,5 +793,34 @@ fn churn_risk(
     } else {
         RiskBand::Low
     };
-    (risk, band, reasons)
+    (risk, band)
+}
+
+/// A churn risk being added up, reason by reason.
+struct RiskSum<'a> {
+    /// Each factor's points are what the risk would be if it were alone; they combine like
+    /// independent chances, and each reason keeps its share of what the ones before left.
+    remaining: f64,
+    /// The reported (rounded) shares so far, added in order from -0.0 as `Iterator::sum` does.
+    total: f64,
+    reasons: Option<&'a mut Vec<RiskReason>>,
+}
+
+impl RiskSum<'_> {
+    fn push(&mut self, factor: RiskFactor, points: f64, detail: &dyn Fn() -> ReasonDetail) {
+        let alone = (points / 100.0).clamp(0.0, 1.0);
+        if alone > 0.0 {
+            let share = self.remaining * alone;
+            self.remaining -= share;
+            let points = round2(share * 100.0);
+            self.total += points;
+            if let Some(reasons) = self.reasons.as_deref_mut() {
+                reasons.push(RiskReason {
+                    factor,
+                    points,
+                    detail: detail(),
+                });
+            }
+        }
+    }
 }

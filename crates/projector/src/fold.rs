@@ -13,7 +13,7 @@ use foldhash::{HashMap as FastMap, HashSet as FastSet, HashSetExt};
 
 use clientlog_domain::calendar::{self, day_of};
 use clientlog_domain::state::STATE_FORMAT;
-use clientlog_domain::{evaluate, CustomerCard, CustomerId, CustomerState, Policies, Verdict};
+use clientlog_domain::{evaluate, marks, CustomerCard, CustomerId, CustomerState, Policies};
 use clientlog_eventlog::{BadRecord, StoredEvent};
 use clientlog_readstore::{
     chain_hash, AuditRow, BatchWrite, Cause, ChainHead, CustomerRow, FactorValue, HeldEvent,
@@ -86,7 +86,9 @@ struct Working {
     position: Option<(i32, i64)>,
     /// What the store's row holds, as loaded (the write need not read it again).
     stored_keys: Option<ListKeys>,
-    verdict: Option<Verdict>,
+    /// Evaluated here (at `evaluated_at`): its rows are to be written, with the verdict
+    /// evaluated once more in full.
+    evaluated: bool,
     state_changed: bool,
 }
 
@@ -138,18 +140,18 @@ impl Working {
             head: loaded.head,
             position,
             stored_keys,
-            verdict: None,
+            evaluated: false,
             state_changed: false,
         })
     }
 
-    /// Evaluates the state, records a transition for each mark that changed, keeps the verdict.
+    /// Evaluates the state's marks and records a transition for each one that changed.
     fn evaluate(&mut self, eval: &Evaluation<'_>, cause: Cause, out: &mut Vec<TransitionRow>) {
-        let verdict = evaluate(&self.state, eval.policies, eval.as_of);
+        let marks = marks(&self.state, eval.policies, eval.as_of);
         let now = [
-            verdict.grade.as_str(),
-            verdict.stage.as_str(),
-            verdict.risk_band.as_str(),
+            marks.grade.as_str(),
+            marks.stage.as_str(),
+            marks.risk_band.as_str(),
         ];
         let before = self.marks.take();
         for (i, dimension) in MARKS.into_iter().enumerate() {
@@ -167,7 +169,7 @@ impl Working {
         }
         self.marks = Some(now.map(Cow::Borrowed));
         self.evaluated_at = Some(eval.as_of);
-        self.verdict = Some(verdict);
+        self.evaluated = true;
     }
 
     /// Time has passed since the last verdict (stored, or computed by an earlier batch a build
@@ -714,7 +716,11 @@ pub fn reevaluate(
 
 /// The rows of one customer touched by a batch.
 fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
-    let Some(verdict) = w.verdict else { return };
+    let Some(evaluated_at) = w.evaluated_at.filter(|_| w.evaluated) else {
+        return;
+    };
+    // The state is as it was at the last evaluation: this is the verdict of its marks.
+    let verdict = evaluate(&w.state, eval.policies, evaluated_at);
     let (log_partition, log_offset) = w.position.unwrap_or((0, 0));
     let customer_id = w.id.as_str().to_string();
     if let Some(keys) = w.stored_keys {
@@ -727,8 +733,6 @@ fn finish(w: Working, eval: &Evaluation<'_>, out: &mut BatchWrite) {
             state: w.state.encode(),
         });
     }
-    // A build that held the customer over several batches evaluated it at an earlier as_of.
-    let evaluated_at = w.evaluated_at.unwrap_or(eval.as_of);
     let card = CustomerCard::new(w.id, &w.state, verdict);
     out.customers.push(customer_row(
         customer_id,
