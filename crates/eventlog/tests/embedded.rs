@@ -153,3 +153,52 @@ async fn a_reader_sees_appends_from_another_process() {
     assert_eq!(got.event.id, sent.id());
     other.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_decoded_on_two_threads_and_read_ahead_keep_log_order() {
+    // Over two full pages (4 096 records each, decoded half and half on two threads, the next
+    // one read while the last is taken), with bad records at either end of a page and at the
+    // split of one: every position once, in order, the bad ones with their row's subject.
+    let harness = Embedded::start("pages").await.expect("embedded");
+    let log = harness.log();
+    let bad_at = [1_i64, 2_048, 2_049, 4_096, 4_097, 9_000];
+    let mut appended = Vec::new();
+    let mut pending = Vec::new();
+    for position in 1..=9_000_i64 {
+        if bad_at.contains(&position) {
+            log.append(&std::mem::take(&mut pending))
+                .await
+                .expect("append");
+            let offset = sqlite_insert_raw(&harness.path(), b"{\"not\":\"an event\"}")
+                .await
+                .expect("insert a bad record");
+            assert_eq!(offset, position);
+        } else {
+            let event = purchase("CUST-PAGES", position as u64);
+            appended.push((position, event.id()));
+            pending.push(event);
+        }
+    }
+    log.append(&pending).await.expect("append");
+    let mut stream = log.read(&Default::default()).await.expect("read");
+    let mut good = Vec::new();
+    for position in 1..=9_000_i64 {
+        let item = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the records arrive")
+            .expect("the stream goes on");
+        match item {
+            Ok(event) => {
+                assert_eq!(event.position, Position::new(0, position));
+                good.push((position, event.event.id));
+            }
+            Err(clientlog_eventlog::ReadError::BadRecord(bad)) => {
+                assert_eq!(bad.position, Position::new(0, position));
+                assert!(bad_at.contains(&position), "{position} is not bad");
+                assert_eq!(bad.key.as_deref(), Some("raw"));
+            }
+            Err(other) => panic!("unexpected read error at {position}: {other}"),
+        }
+    }
+    assert_eq!(good, appended);
+}

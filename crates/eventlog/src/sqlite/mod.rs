@@ -522,6 +522,7 @@ impl EventLog for SqliteLog {
             committed: Some(self.inner.committed.clone()),
             poll_interval: self.inner.config.poll_interval,
             failed: false,
+            ahead: None,
         };
         Ok(stream::unfold(reader, |mut reader| async move {
             let page = reader.next_page().await;
@@ -558,7 +559,13 @@ struct Reader {
     poll_interval: Duration,
     /// The previous page was an error: back off before the next query.
     failed: bool,
+    /// The page after a full one, read while that one is taken.
+    ahead: Option<PageRead>,
 }
+
+/// A page being read on the blocking pool, with the connection it was read on.
+type PageRead =
+    JoinHandle<Result<(rusqlite::Connection, Vec<Result<StoredEvent, ReadError>>), LogError>>;
 
 impl Reader {
     /// The next non-empty page of items; waits while the log has nothing new.
@@ -568,22 +575,11 @@ impl Reader {
                 tokio::time::sleep(self.poll_interval).await;
                 self.failed = false;
             }
-            if let Some(committed) = &mut self.committed {
-                committed.borrow_and_update();
-            }
-            let (conn, config, next) = (self.conn.take(), self.config.clone(), self.next);
-            let read = tokio::task::spawn_blocking(move || {
-                let conn = match conn {
-                    Some(conn) => conn,
-                    None => open_reader(&config)?,
-                };
-                let page = read_page(&conn, next)?;
-                Ok::<_, LogError>((conn, page))
-            })
-            .await
-            .map_err(LogError::from)
-            .and_then(|read| read);
-            match read {
+            let read = match self.ahead.take() {
+                Some(read) => read,
+                None => self.start_read(),
+            };
+            match read.await.map_err(LogError::from).and_then(|read| read) {
                 Ok((conn, page)) => {
                     self.conn = Some(conn);
                     if page.is_empty() {
@@ -593,6 +589,9 @@ impl Reader {
                     if let Some(last) = page.iter().map(position_of).max() {
                         self.next = last + 1;
                     }
+                    if page.len() as i64 >= READ_PAGE {
+                        self.ahead = Some(self.start_read());
+                    }
                     return page;
                 }
                 Err(err) => {
@@ -601,6 +600,22 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Starts reading the page at `next` on the blocking pool.
+    fn start_read(&mut self) -> PageRead {
+        if let Some(committed) = &mut self.committed {
+            committed.borrow_and_update();
+        }
+        let (conn, config, next) = (self.conn.take(), self.config.clone(), self.next);
+        tokio::task::spawn_blocking(move || {
+            let conn = match conn {
+                Some(conn) => conn,
+                None => open_reader(&config)?,
+            };
+            let page = read_page(&conn, next)?;
+            Ok((conn, page))
+        })
     }
 
     async fn wait(&mut self) {
