@@ -431,6 +431,12 @@ fn drop_percent(recent: u64, earlier: u64) -> f64 {
 
 /// Evaluates a customer's state under the policies at business time `as_of` (Unix seconds).
 pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdict {
+    verdict(state, policies, as_of, true)
+}
+
+/// The verdict, with the risk's reasons only if `with_reasons` (a verdict without them
+/// allocates nothing).
+fn verdict(state: &CustomerState, policies: &Policies, as_of: i64, with_reasons: bool) -> Verdict {
     let today = day_of(as_of);
     let month = month_of_day(today);
     let grade_inputs = GradeInputs::measure(state, &policies.grading.policy, today, month);
@@ -442,7 +448,7 @@ pub fn evaluate(state: &CustomerState, policies: &Policies, as_of: i64) -> Verdi
         &policies.churn.policy,
         today,
         month,
-        Some(&mut risk_reasons),
+        with_reasons.then_some(&mut risk_reasons),
     );
     Verdict {
         as_of_day: today,
@@ -478,21 +484,11 @@ impl Marks {
     }
 }
 
-/// The grade, stage and risk band of [`evaluate`]'s verdict, without the factors' details and
-/// the risk's reasons: what a projector needs after every event to find the transitions, where
+/// The grade, stage and risk band of [`evaluate`]'s verdict, without the risk's reasons and
+/// their details: what a projector needs after every event to find the transitions, where
 /// the whole verdict is needed once per customer and batch.
 pub fn marks(state: &CustomerState, policies: &Policies, as_of: i64) -> Marks {
-    let today = day_of(as_of);
-    let month = month_of_day(today);
-    let grade_inputs = GradeInputs::measure(state, &policies.grading.policy, today, month);
-    let (grade, _, _) = grading::grade(&grade_inputs, &policies.grading.policy);
-    let (stage, _, _) = stage(state, &policies.lifecycle.policy, today, month);
-    let (_, risk_band) = churn_risk(state, &policies.churn.policy, today, month, None);
-    Marks {
-        grade,
-        stage,
-        risk_band,
-    }
+    Marks::of(&verdict(state, policies, as_of, false))
 }
 
 /// The customer's usual gap between distinct purchase days, if they bought on two days or more.
