@@ -34,6 +34,11 @@ pub struct Args {
     /// Stop once the read models reflect the log as it was at start.
     #[arg(long)]
     until_caught_up: bool,
+    /// Customers kept folded in memory across batches while catching up with the end of the
+    /// embedded log as it was at start, each written once (at most 5 s later); 0 writes every
+    /// batch.
+    #[arg(long, value_name = "N", default_value_t = clientlog_projector::DEFAULT_HOLD_CUSTOMERS)]
+    hold: usize,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -46,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock: args.as_of.map_or(Clock::System, Clock::Fixed),
         until_caught_up: args.until_caught_up,
         progress: None,
-        hold_customers: 0,
+        hold_customers: args.hold,
     };
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));

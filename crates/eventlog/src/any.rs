@@ -68,4 +68,11 @@ impl EventLog for AnyLog {
             AnyLog::Kafka(log) => log.dedupes_on_append(),
         }
     }
+
+    fn shares_partitions(&self) -> bool {
+        match self {
+            AnyLog::Embedded(log) => log.shares_partitions(),
+            AnyLog::Kafka(log) => log.shares_partitions(),
+        }
+    }
 }

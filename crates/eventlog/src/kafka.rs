@@ -493,6 +493,10 @@ impl EventLog for KafkaLog {
     fn dedupes_on_append(&self) -> bool {
         false
     }
+
+    fn shares_partitions(&self) -> bool {
+        true
+    }
 }
 
 impl KafkaLog {

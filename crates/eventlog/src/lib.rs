@@ -123,6 +123,13 @@ pub trait EventLog: Send + Sync {
         }
     }
 
+    /// `true` if [`EventLog::read_shared`] splits the partitions among the readers of a group,
+    /// so that a partition one reader has read from may move to another (Kafka); `false` if
+    /// every reader reads every partition.
+    fn shares_partitions(&self) -> bool {
+        false
+    }
+
     /// Publishes a record no reader could decode where the log's own tooling finds it (Kafka:
     /// the topic `<topic>.dead-letters`, with the source position and the reason in headers).
     /// The embedded log has no such place: the read store's dead letters are the only copy.

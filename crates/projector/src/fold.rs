@@ -316,8 +316,8 @@ impl Carry {
         self.out.held.len()
     }
 
-    /// Whether the folded batches wrote to the audit copy or held events: those rows are
-    /// written at once, as later batches' duplicate checks read them from the store.
+    /// Whether the carry holds audit rows or held events: those are written at once, as later
+    /// batches' duplicate checks read them from the store.
     pub fn must_write(&self) -> bool {
         !self.out.events.is_empty() || !self.out.held.is_empty()
     }
@@ -348,6 +348,14 @@ impl Carry {
         };
         transitions_by_customer(&mut rows);
         rows
+    }
+
+    /// The audit rows folded so far, taken out to be written while the customers stay held.
+    pub fn take_audit_rows(&mut self) -> BatchWrite {
+        BatchWrite {
+            events: std::mem::take(&mut self.out.events),
+            ..BatchWrite::default()
+        }
     }
 
     /// Every row to write, customers in id order.
@@ -550,14 +558,25 @@ pub fn fold_into(
 /// last records and their rows would all be written after the fold. The checks by event id,
 /// which span customers, run first in log order; a customer's events stay in log order, so only
 /// the order across customers differs from [`fold_into`].
+///
+/// With `hold`, customers stay folded in `carry` (their rows, transitions and checkpoints are
+/// written when the carry is finished) and only the audit rows are handed to `emit`.
 pub fn fold_by_customer(
     records: Vec<Record>,
     known: Known,
     eval: &Evaluation<'_>,
     carry: &mut Carry,
+    hold: bool,
     chunk: usize,
     mut emit: impl FnMut(BatchWrite) -> bool,
 ) -> Result<(), FoldError> {
+    let take = |carry: &mut Carry| {
+        if hold {
+            carry.take_audit_rows()
+        } else {
+            carry.take_rows()
+        }
+    };
     let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
     let checks: Vec<Option<Check>> = records
         .iter()
@@ -594,19 +613,19 @@ pub fn fold_by_customer(
                 shard.fold(&record, checks[i], eval, true)?;
             }
         }
-        if let Some(customer) = customer.as_deref() {
+        if let Some(customer) = customer.as_deref().filter(|_| !hold) {
             carry.finish_customers(&[customer], eval);
         }
         pending += indexes.len();
         if pending >= chunk {
             pending = 0;
-            if !emit(carry.take_rows()) {
+            if !emit(take(carry)) {
                 return Ok(());
             }
         }
     }
     if pending > 0 {
-        emit(carry.take_rows());
+        emit(take(carry));
     }
     Ok(())
 }

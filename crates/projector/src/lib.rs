@@ -36,7 +36,8 @@ pub use dead_letters::{resolve_dead_letter, Resolution, Resolve};
 pub use fold::Record;
 pub use worker::{
     documents_of, lineage_of, policies_of, Attached, BatchOutcome, Clock, Projector,
-    ProjectorConfig, ReevaluateStats, RunStats, DEFAULT_BATCH_SIZE,
+    ProjectorConfig, ReevaluateStats, RunStats, DEFAULT_BATCH_SIZE, DEFAULT_HOLD_CUSTOMERS,
+    LIVE_HOLD_AGE,
 };
 
 /// Why the projector stopped or an operation failed.
@@ -57,13 +58,14 @@ pub enum ProjectorError {
     /// The version this projector writes stopped being live (a promotion); it re-attaches.
     #[error("projection version {version} is no longer live")]
     NotLive { version: i64 },
-    /// A build holding customers in memory found the version's checkpoint moved by another
-    /// writer: what it holds was folded from rows that are no longer current.
+    /// A projector holding customers in memory found the version's checkpoint moved by another
+    /// writer: what it holds was folded from rows that are no longer current. (The live
+    /// projector drops them and reads on from the stored checkpoints.)
     #[error(
-        "another writer moved projection version {version}'s checkpoint while this build held \
-         customers in memory; nothing it held was written: run it again"
+        "another writer moved projection version {version}'s checkpoint while this projector \
+         held customers in memory; nothing it held was written: run it again"
     )]
-    HeldBuildConflict { version: i64 },
+    HeldConflict { version: i64 },
     #[error("projection version {version} was dropped")]
     VersionDropped { version: i64 },
     #[error(

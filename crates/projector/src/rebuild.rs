@@ -22,7 +22,7 @@ use crate::worker::{first_offset, now_unix, Clock, Projector, ProjectorConfig, R
 use crate::ProjectorError;
 
 /// Customers a rebuild holds in memory between writes unless told otherwise.
-pub const DEFAULT_HOLD_CUSTOMERS: usize = 100_000;
+pub use crate::worker::DEFAULT_HOLD_CUSTOMERS;
 
 /// Records per batch of a rebuild. A build holds its customers across batches (and writes each
 /// once), so its batches need not be large; its memory is the held customers and one batch.

@@ -54,6 +54,13 @@ pub(crate) fn now_unix() -> i64 {
 /// customers complete, so its memory is mostly its records.
 pub const DEFAULT_BATCH_SIZE: usize = 100_000;
 
+/// Customers a projector holds in memory between writes unless told otherwise (see
+/// [`ProjectorConfig::hold_customers`]).
+pub const DEFAULT_HOLD_CUSTOMERS: usize = 100_000;
+
+/// Longest the live version holds folded customers before writing them while it catches up.
+pub const LIVE_HOLD_AGE: Duration = Duration::from_secs(5);
+
 /// How a projector batches and re-evaluates.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -71,12 +78,15 @@ pub struct ProjectorConfig {
     pub until_caught_up: bool,
     /// Counts the records of every folded batch (a rebuild's progress).
     pub progress: Option<Arc<AtomicU64>>,
-    /// A build (a candidate version run `until_caught_up`) keeps up to this many customers
-    /// folded in memory across batches and writes each of them once, with the checkpoint, when
-    /// it holds that many, when it reaches its target, or when a batch needs writing at once
-    /// (dead letters, audit copy); writing every batch rewrites a customer's rows in every batch
-    /// it appears in. Zero: every batch is written (always so for the live version, whose
-    /// readers wait for each batch).
+    /// Up to how many customers are kept folded in memory across batches, each written once
+    /// with the checkpoint, where writing every batch rewrites a customer's rows in every batch
+    /// it appears in. A build (a candidate version run `until_caught_up`) holds until it holds
+    /// that many, reaches its target, or a batch has dead letters. The live version holds only
+    /// while it catches up with the log's end as it was at start, and at most
+    /// [`LIVE_HOLD_AGE`], so that its readers see the rows of a catch-up as it goes; and only on
+    /// a log whose partitions are not shared with other readers (a Kafka group's partition may
+    /// move to another member). The audit copy of every batch is written at once either way.
+    /// Zero: every batch is written.
     pub hold_customers: usize,
 }
 
@@ -89,7 +99,7 @@ impl Default for ProjectorConfig {
             clock: Clock::System,
             until_caught_up: false,
             progress: None,
-            hold_customers: 0,
+            hold_customers: DEFAULT_HOLD_CUSTOMERS,
         }
     }
 }
@@ -145,6 +155,8 @@ struct Held {
     carry: Carry,
     /// The version's checkpoints when `carry` started: its customers were loaded as of these.
     base: BTreeMap<i32, i64>,
+    /// When `carry` started holding (the live version writes it after [`LIVE_HOLD_AGE`]).
+    since: Option<Instant>,
 }
 
 /// Records a batch written at once folds before it hands the rows they completed to the writer.
@@ -322,6 +334,13 @@ impl Projector {
                 Err(ProjectorError::NotLive { version }) if self.follows_live => {
                     self.follow_promotion(version).await?;
                 }
+                Err(ProjectorError::HeldConflict { version }) if self.follows_live => {
+                    tracing::warn!(
+                        version,
+                        "another projector wrote this version while customers were held here; \
+                         dropping them and reading on from the stored checkpoints"
+                    );
+                }
                 done => return done.map(|()| stats),
             }
         }
@@ -338,7 +357,10 @@ impl Projector {
         let check_duplicates = !log.dedupes_on_append();
         let mut checkpoints = self.store.checkpoints(version).await?;
         let from: StartOffsets = checkpoints.iter().map(|(&p, &o)| (p, o + 1)).collect();
-        let target = if config.until_caught_up {
+        // The live version holds customers across batches only while it catches up with the
+        // log's end at start.
+        let live_hold = self.follows_live && !log.shares_partitions() && config.hold_customers > 0;
+        let end_at_start = if config.until_caught_up || live_hold {
             Some(Target {
                 marks: log.high_water_marks().await?,
                 empty: first_offset(log),
@@ -346,8 +368,9 @@ impl Projector {
         } else {
             None
         };
+        let target = end_at_start.as_ref().filter(|_| config.until_caught_up);
         tracing::info!(version, ?from, "projector starting");
-        if target.as_ref().is_some_and(|t| caught_up(t, &checkpoints)) {
+        if target.is_some_and(|t| caught_up(t, &checkpoints)) {
             return Ok(());
         }
         // A live projector shares the partitions with the other projectors of its group (a
@@ -372,10 +395,10 @@ impl Projector {
         let mut carry: Vec<Record> = Vec::new();
 
         let mut held = Held {
-            limit: if self.follows_live || !config.until_caught_up {
-                0
-            } else {
+            limit: if live_hold || (!self.follows_live && config.until_caught_up) {
                 config.hold_customers
+            } else {
+                0
             },
             ..Held::default()
         };
@@ -397,6 +420,10 @@ impl Projector {
                         None => None,
                     }
                 }, if reevaluate.is_some() => {
+                    // The pass starts from the stored states: held customers go there first.
+                    if let Err(err) = self.write_held(&mut held, config.clock.now()).await {
+                        break Err(err);
+                    }
                     match self.reevaluate(config.clock.now()).await {
                         Ok(done) => tracing::info!(customers = done.customers,
                             transitions = done.transitions, "re-evaluation pass done"),
@@ -405,7 +432,7 @@ impl Projector {
                     continue;
                 }
                 alive = fill_batch(&mut incoming, &mut carry, batch_size, config.batch_wait,
-                    Reached::new(target.as_ref(), &read_to)) => alive,
+                    Reached::new(target, &read_to)) => alive,
             };
             if !alive {
                 break Err(ProjectorError::ReaderStopped);
@@ -416,7 +443,16 @@ impl Projector {
                 let entry = read_to.entry(partition).or_insert(offset);
                 *entry = (*entry).max(offset);
             }
-            let last = target.as_ref().is_some_and(|t| caught_up(t, &read_to));
+            // Past the target nothing held may wait; the live version also writes what it holds
+            // once it has read up to the log's end at start, or has held it long enough. (Later
+            // bursts are written batch by batch: under a steady load more records are always
+            // waiting, and holding would only delay what readers see.)
+            let behind = end_at_start
+                .as_ref()
+                .is_some_and(|end| !caught_up(end, &read_to));
+            let held_long = held.since.is_some_and(|t| t.elapsed() >= LIVE_HOLD_AGE);
+            let last = target.is_some_and(|t| caught_up(t, &read_to))
+                || (self.follows_live && (!behind || held_long));
             let started = Instant::now();
             let done = match self
                 .project_held(
@@ -451,12 +487,18 @@ impl Projector {
             if let Some(progress) = &config.progress {
                 progress.fetch_add(done.records, Ordering::Relaxed);
             }
-            if let Some(target) = &target {
+            if let Some(target) = target {
                 checkpoints.extend(done.checkpoints_after.iter().map(|(&p, &o)| (p, o)));
                 if caught_up(target, &checkpoints) {
                     break Ok(());
                 }
             }
+        };
+        // A projector told to stop writes what it holds; after an error it holds nothing that
+        // the stored checkpoints do not bring back.
+        let result = match result {
+            Ok(()) => self.write_held(&mut held, config.clock.now()).await,
+            err => err,
         };
         reader_stop.cancel();
         drop(incoming);
@@ -464,6 +506,16 @@ impl Projector {
             tracing::warn!(error = %err, "the log reader task failed");
         }
         result
+    }
+
+    /// Writes the customers `held` holds, if any, with their checkpoints.
+    async fn write_held(&self, held: &mut Held, as_of: i64) -> Result<(), ProjectorError> {
+        if held.carry.is_empty() {
+            return Ok(());
+        }
+        self.project_held(Vec::new(), as_of, false, held, true, None::<&AnyLog>)
+            .await
+            .map(|_| ())
     }
 
     /// Projects one batch in one transaction: rows, audit copy, transitions, dead letters,
@@ -518,7 +570,7 @@ impl Projector {
         if held.carry.is_empty() {
             held.base = reflected.clone();
         } else if reflected != held.base {
-            return Err(ProjectorError::HeldBuildConflict { version });
+            return Err(ProjectorError::HeldConflict { version });
         }
         let read = records.len() as u64;
         records.retain(|r| {
@@ -537,11 +589,14 @@ impl Projector {
         // at their own positions: the positions are read.
         let frontier = tx.audit_frontier().await?;
         let mut behind: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        let mut past_frontier = false;
         for record in &records {
             let (partition, offset) = record.position();
             if frontier.get(&partition).is_some_and(|&f| offset <= f) {
                 let range = behind.entry(partition).or_insert((offset, offset));
                 *range = (range.0.min(offset), range.1.max(offset));
+            } else {
+                past_frontier = true;
             }
         }
         let audited = if check_duplicates {
@@ -578,7 +633,9 @@ impl Projector {
         let bad_records = records.len() as u64 - events;
         // A batch written now is folded customer by customer and streams the rows done (audit
         // copy, transitions, and each customer's rows after its records) to this task, which
-        // writes them while the fold goes on with the next customers.
+        // writes them while the fold goes on with the next customers. A batch that holds its
+        // customers streams its audit rows the same way if it has any to write (past the
+        // audit frontier); if not, it folds on both cores.
         let (parts, mut written_parts) = mpsc::channel::<BatchWrite>(2);
         let folding = {
             let attached = attached.clone();
@@ -590,12 +647,13 @@ impl Projector {
                     as_of,
                 };
                 let mut streamed_held = 0;
-                if write_now {
+                if write_now || past_frontier {
                     fold::fold_by_customer(
                         records,
                         known,
                         &eval,
                         &mut carry,
+                        !write_now,
                         STREAMED_RECORDS,
                         |rows| {
                             streamed_held += rows.held.len();
@@ -604,7 +662,6 @@ impl Projector {
                         },
                     )?;
                 } else {
-                    // Nothing is written before the batch is folded: fold on both cores.
                     fold::fold_into_sharded(records, known, &eval, true, &mut carry)?;
                 }
                 let applied = carry.applied() - applied_before;
@@ -668,8 +725,12 @@ impl Projector {
             }
             None => tx.commit().await?,
         }
-        if let Some(carry) = carry {
-            held.carry = carry;
+        match carry {
+            Some(carry) => {
+                held.carry = carry;
+                held.since.get_or_insert(started);
+            }
+            None => held.since = None,
         }
         Ok(BatchOutcome {
             records: read,

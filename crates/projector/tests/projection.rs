@@ -691,10 +691,18 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     let (one, two) = (one.finish(&eval), two.finish(&eval));
     let mut streamed = Carry::default();
     let mut parts = Vec::new();
-    fold_by_customer(records.clone(), known(), &eval, &mut streamed, 10, |part| {
-        parts.push(part);
-        true
-    })
+    fold_by_customer(
+        records.clone(),
+        known(),
+        &eval,
+        &mut streamed,
+        false,
+        10,
+        |part| {
+            parts.push(part);
+            true
+        },
+    )
     .expect("streamed fold");
     assert!(parts.len() > 5, "the rows come in parts: {}", parts.len());
     let mut three = streamed.finish(&eval);
@@ -705,9 +713,44 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
         three.transitions.append(&mut part.transitions);
         three.held.append(&mut part.held);
     }
+    // Held: only the audit rows come out in parts, everything else when the carry is finished.
+    let mut holding = Carry::default();
+    let mut audit_parts = Vec::new();
+    fold_by_customer(
+        records.clone(),
+        known(),
+        &eval,
+        &mut holding,
+        true,
+        10,
+        |part| {
+            audit_parts.push(part);
+            true
+        },
+    )
+    .expect("held streamed fold");
+    assert!(
+        audit_parts.len() > 5,
+        "audit rows in parts: {}",
+        audit_parts.len()
+    );
+    assert_eq!(
+        holding.customers(),
+        23,
+        "every customer stays held but CUST-11"
+    );
+    let mut four = holding.finish(&eval);
+    assert!(four.events.is_empty(), "the audit rows were all handed out");
+    for mut part in audit_parts {
+        assert!(
+            part.customers.is_empty() && part.transitions.is_empty() && part.held.is_empty(),
+            "a held fold hands out audit rows only"
+        );
+        four.events.append(&mut part.events);
+    }
 
     assert_eq!(one.customers.len(), 23, "CUST-11 is held throughout");
-    for other in [&two, &three] {
+    for other in [&two, &three, &four] {
         assert_eq!(one.customers, other.customers);
         assert_eq!(one.states, other.states);
         assert_eq!(one.checkpoints, other.checkpoints);
@@ -730,7 +773,7 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     let transitions = |w: &BatchWrite| per_customer(&w.transitions, |t| &t.customer_id);
     let events = |w: &BatchWrite| per_customer(&w.events, |e| &e.customer_id);
     let held = |w: &BatchWrite| per_customer(&w.held, |h| &h.customer_id);
-    for other in [&two, &three] {
+    for other in [&two, &three, &four] {
         assert_eq!(transitions(&one), transitions(other));
         assert_eq!(events(&one), events(other));
         assert_eq!(held(&one), held(other));

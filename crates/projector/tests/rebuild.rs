@@ -101,6 +101,7 @@ both_backends!(
     a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes,
     a_held_build_whose_checkpoint_another_writer_moved_writes_nothing,
     two_projectors_of_one_version_apply_each_event_once,
+    a_live_projector_catching_up_holds_customers_and_writes_them_when_stopped,
     replay_uses_the_policies_live_then,
 );
 
@@ -433,7 +434,7 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
         .expect("build task")
         .expect_err("the held build must fail");
     assert!(
-        matches!(err, clientlog_projector::ProjectorError::HeldBuildConflict { version }
+        matches!(err, clientlog_projector::ProjectorError::HeldConflict { version }
             if version == candidate.version()),
         "{err}"
     );
@@ -447,6 +448,152 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
     log.close().await;
     store.close().await;
     a.cleanup().await;
+}
+
+/// The live projector catching up with the log's end at start holds its customers across
+/// batches and writes each batch's audit copy at once; told to stop, it writes what it holds
+/// with the checkpoint. Once caught up it writes every batch: an event appended then shows
+/// without waiting for more. Everything ends equal to a projection that wrote every batch.
+async fn a_live_projector_catching_up_holds_customers_and_writes_them_when_stopped(
+    test: &str,
+    backend: Backend,
+) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let Some(b) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let log = demo_log(&a, 40, 6, 3).await;
+    let expected_store = b.open().await.expect("reference store");
+    let reference = Projector::new(expected_store.clone(), Policies::defaults())
+        .await
+        .expect("reference");
+    reference
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("batch-by-batch run");
+
+    let store = a.open().await.expect("store");
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    let (_resume, paused) = tokio::sync::watch::channel(false);
+    let first = 120;
+    let pausing = PausingLog {
+        log: SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log again"),
+        first,
+        resume: paused,
+    };
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let holding = ProjectorConfig {
+        batch_size: 25,
+        batch_wait: Duration::ZERO,
+        hold_customers: 1_000,
+        progress: Some(progress.clone()),
+        ..config(false)
+    };
+    let stop = CancellationToken::new();
+    let catching_up = {
+        let (live, stop) = (live.clone(), stop.clone());
+        tokio::spawn(async move {
+            let result = live.run(&pausing, &holding, stop).await;
+            pausing.log.close().await;
+            result
+        })
+    };
+    let started = Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < first as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the live projector folded nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let during = store.snapshot(live.version()).await.expect("during");
+    assert!(
+        during.customers.is_empty() && during.checkpoints.is_empty(),
+        "customers are held while catching up: {} rows, checkpoints {:?}",
+        during.customers.len(),
+        during.checkpoints
+    );
+    assert_eq!(
+        during.events.len(),
+        first,
+        "the audit copy of every folded batch is written at once"
+    );
+
+    stop.cancel();
+    catching_up
+        .await
+        .expect("live task")
+        .expect("stopped cleanly");
+    let stopped = store.snapshot(live.version()).await.expect("stopped");
+    assert_eq!(
+        stopped.checkpoints.get(&0).copied(),
+        Some(first as i64),
+        "what was held is written when told to stop"
+    );
+    let customers_seen: std::collections::BTreeSet<&str> = stopped
+        .events
+        .iter()
+        .map(|e| e.customer_id.as_str())
+        .collect();
+    assert_eq!(stopped.customers.len(), customers_seen.len());
+
+    // On from the checkpoint, then one more event once caught up.
+    let stop = CancellationToken::new();
+    let following = {
+        let (live, stop) = (live.clone(), stop.clone());
+        let log = SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log for the live run");
+        let config = ProjectorConfig {
+            hold_customers: 1_000,
+            ..config(false)
+        };
+        tokio::spawn(async move {
+            let result = live.run(&log, &config, stop).await;
+            log.close().await;
+            result
+        })
+    };
+    wait_until_projected(&store, &log, live.version()).await;
+    let caught_up = store.snapshot(live.version()).await.expect("caught up");
+    let expected = expected_store
+        .snapshot(reference.version())
+        .await
+        .expect("reference snapshot");
+    assert_eq!(caught_up.customers, expected.customers);
+    assert_eq!(caught_up.states, expected.states);
+    assert_eq!(caught_up.events, expected.events);
+    assert_eq!(caught_up.transitions, expected.transitions);
+    assert_eq!(caught_up.checkpoints, expected.checkpoints);
+
+    let later = AppendEvent::from_bytes(
+        clientlog_eventlog::test_support::purchase_json("CUST-LATE", 1).into_bytes(),
+    )
+    .expect("a valid event");
+    log.append(&[later])
+        .await
+        .expect("append after catching up");
+    // A held customer would wait for records that never come: this waits for its row.
+    wait_until_projected(&store, &log, live.version()).await;
+    let late = store.snapshot(live.version()).await.expect("late");
+    assert!(late.customers.iter().any(|c| c.customer_id == "CUST-LATE"));
+    stop.cancel();
+    following
+        .await
+        .expect("live task")
+        .expect("stopped cleanly");
+
+    log.close().await;
+    store.close().await;
+    expected_store.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
 }
 
 /// Two projectors of the live version reading the same log at once (each reads every
