@@ -85,8 +85,8 @@ pub struct ProjectorConfig {
     /// while it catches up with the log's end as it was at start, and at most
     /// [`LIVE_HOLD_AGE`], so that its readers see the rows of a catch-up as it goes; and only on
     /// a log whose partitions are not shared with other readers (a Kafka group's partition may
-    /// move to another member). The audit copy of every batch is written at once either way.
-    /// Zero: every batch is written.
+    /// move to another member), in one transaction kept open (see `Held::tx`). A build writes
+    /// each batch's audit copy at once. Zero: every batch is written.
     pub hold_customers: usize,
 }
 
@@ -147,7 +147,7 @@ const WAL_LIMIT_BYTES: u64 = 256 << 20;
 /// before it writes what it holds.
 const HELD_ROWS: usize = 500_000;
 
-/// What a build holds in memory between batches.
+/// What a projector holds in memory between batches.
 #[derive(Default)]
 struct Held {
     /// Up to how many customers (`ProjectorConfig::hold_customers`; 0: every batch is written).
@@ -157,6 +157,12 @@ struct Held {
     base: BTreeMap<i32, i64>,
     /// When `carry` started holding (the live version writes it after [`LIVE_HOLD_AGE`]).
     since: Option<Instant>,
+    /// The live version's transaction, kept open while it holds (at most [`LIVE_HOLD_AGE`]):
+    /// the batches' audit copy streams on into it, on PostgreSQL into one `COPY`, and is
+    /// committed once with the rows and checkpoint, where committing it every batch made the
+    /// projector wait for the audit copy after each. Other writers wait for the store's lock
+    /// meanwhile; a build, which may hold for minutes, commits every batch instead.
+    tx: Option<clientlog_readstore::StoreTx>,
 }
 
 /// Records a batch written at once folds before it hands the rows they completed to the writer.
@@ -563,7 +569,10 @@ impl Projector {
             .collect();
         customers.sort_unstable();
         let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
-        let mut tx = self.begin(&attached).await?;
+        let mut tx = match held.tx.take() {
+            Some(tx) => tx,
+            None => self.begin(&attached).await?,
+        };
         // Records this version already reflects (another projector of it got there first, or
         // Kafka delivered them again) change nothing.
         let reflected = tx.checkpoints_of(version).await?;
@@ -723,6 +732,7 @@ impl Projector {
                     *entry = (*entry).max(offset);
                 }
             }
+            None if self.follows_live => held.tx = Some(tx),
             None => tx.commit().await?,
         }
         match carry {
