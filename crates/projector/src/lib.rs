@@ -58,9 +58,9 @@ pub enum ProjectorError {
     /// The version this projector writes stopped being live (a promotion); it re-attaches.
     #[error("projection version {version} is no longer live")]
     NotLive { version: i64 },
-    /// A projector holding customers in memory found the version's checkpoint moved by another
+    /// A build holding customers in memory found the version's checkpoint moved by another
     /// writer: what it holds was folded from rows that are no longer current. (The live
-    /// projector drops them and reads on from the stored checkpoints.)
+    /// projector cannot: it holds in one transaction, under the store's lock.)
     #[error(
         "another writer moved projection version {version}'s checkpoint while this projector \
          held customers in memory; nothing it held was written: run it again"

@@ -340,13 +340,6 @@ impl Projector {
                 Err(ProjectorError::NotLive { version }) if self.follows_live => {
                     self.follow_promotion(version).await?;
                 }
-                Err(ProjectorError::HeldConflict { version }) if self.follows_live => {
-                    tracing::warn!(
-                        version,
-                        "another projector wrote this version while customers were held here; \
-                         dropping them and reading on from the stored checkpoints"
-                    );
-                }
                 done => return done.map(|()| stats),
             }
         }

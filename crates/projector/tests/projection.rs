@@ -689,21 +689,26 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     let mut two = Carry::default();
     fold_into_sharded(records.clone(), known(), &eval, true, &mut two).expect("sharded fold");
     let (one, two) = (one.finish(&eval), two.finish(&eval));
-    let mut streamed = Carry::default();
-    let mut parts = Vec::new();
-    fold_by_customer(
-        records.clone(),
-        known(),
-        &eval,
-        &mut streamed,
-        false,
-        10,
-        |part| {
-            parts.push(part);
-            true
-        },
-    )
-    .expect("streamed fold");
+    // Folded customer by customer, parts of 10 records: the carry left and the parts handed out.
+    let streamed_fold = |hold: bool| {
+        let mut carry = Carry::default();
+        let mut parts = Vec::new();
+        fold_by_customer(
+            records.clone(),
+            known(),
+            &eval,
+            &mut carry,
+            hold,
+            10,
+            |part| {
+                parts.push(part);
+                true
+            },
+        )
+        .expect("streamed fold");
+        (carry, parts)
+    };
+    let (streamed, parts) = streamed_fold(false);
     assert!(parts.len() > 5, "the rows come in parts: {}", parts.len());
     let mut three = streamed.finish(&eval);
     for mut part in parts {
@@ -714,21 +719,7 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
         three.held.append(&mut part.held);
     }
     // Held: only the audit rows come out in parts, everything else when the carry is finished.
-    let mut holding = Carry::default();
-    let mut audit_parts = Vec::new();
-    fold_by_customer(
-        records.clone(),
-        known(),
-        &eval,
-        &mut holding,
-        true,
-        10,
-        |part| {
-            audit_parts.push(part);
-            true
-        },
-    )
-    .expect("held streamed fold");
+    let (holding, audit_parts) = streamed_fold(true);
     assert!(
         audit_parts.len() > 5,
         "audit rows in parts: {}",
