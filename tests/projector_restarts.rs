@@ -18,6 +18,8 @@ const AS_OF: &str = "2026-01-01";
 /// The later re-evaluation.
 const LATER: &str = "2026-07-01";
 const KILLS: usize = 10;
+/// Demo customers: about 100 000 events over 24 months.
+const CUSTOMERS: i64 = 3450;
 
 fn clientlog() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clientlog"))
@@ -82,7 +84,7 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
             .args([
                 "demo",
                 "--customers",
-                "3450",
+                &CUSTOMERS.to_string(),
                 "--months",
                 "24",
                 "--seed",
@@ -125,25 +127,33 @@ async fn kill_9_and_restart(test: &str, backend: Backend) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
 
     // Kill ten times at random moments with work left. Each run is killed once its checkpoint
-    // has passed a random target short of the end (about an even share of what is left), plus
-    // a random delay of up to 300 ms: the kill lands in the middle of later batches, whatever
-    // the machine's speed, and the run never finishes before the ten kills.
+    // has passed a random target (about an even share of the first three quarters of the log),
+    // plus a random delay of up to 300 ms: the kill lands in the middle of later batches,
+    // whatever the machine's speed. The last quarter is the margin that keeps the run from
+    // finishing before the ten kills: a held write, a batch and the delay each move the
+    // checkpoint past its target by a few thousand events at most.
     let mut progress: Vec<i64> = Vec::new();
     // One store handle watches the checkpoints (opened, and so migrated, before any projector
     // starts: two processes must not race through the first migration).
     let watched = killed.open().await.expect("open store");
     for kill in 0..KILLS {
         let last = progress.last().copied().unwrap_or(0);
-        let step = ((end - last) / (KILLS - kill + 1) as i64).max(2);
-        let target = (last + rng.gen_range(step / 2..=step)).min(end - 1);
+        let step = ((end * 3 / 4 - last) / (KILLS - kill) as i64).max(2);
+        let target = last + rng.gen_range(step / 2..=step);
         let batch = rng.gen_range(200..3000).to_string();
         // Catching up, the projector holds customers across batches (the audit copy written,
         // rows and checkpoint not yet) until it holds `--hold` of them: a kill lands between
-        // those writes as often as in a batch. Some runs write every batch.
+        // those writes as often as in a batch. Some runs write every batch. A held write
+        // comes once `hold` customers have had events, which takes about
+        // `hold * events_per_customer` events at most: a quarter of what lies past the target.
+        // (Holding more customers than the log's stretch touches, the projector would write
+        // only after 5 s, or at the end.)
+        let events_per_customer = end / CUSTOMERS + 1;
+        let most_held = ((end - target) / events_per_customer / 4).clamp(1, 3000);
         let hold = if rng.gen_bool(0.25) {
             0
         } else {
-            rng.gen_range(200..3000)
+            rng.gen_range(1..=most_held)
         }
         .to_string();
         let mut command = clientlog();
