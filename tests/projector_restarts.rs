@@ -70,10 +70,7 @@ async fn kill_9_postgres() {
 }
 
 async fn kill_9_and_restart(test: &str, backend: Backend) {
-    let Some(killed) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(clean) = TestStore::new(test, backend).await else {
+    let Some((killed, clean)) = TestStore::pair(test, backend).await else {
         return;
     };
     // One log, copied into both data directories, so both runs read the same bytes with the

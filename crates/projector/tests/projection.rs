@@ -120,10 +120,7 @@ both_backends!(
 
 /// The determinism invariant: one big batch and many tiny ones give the same rows.
 async fn batch_boundaries_do_not_change_the_read_models(test: &str, backend: Backend) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let (log, events) = demo_log(a.dir(), 150, 14, 11).await;
@@ -197,10 +194,7 @@ async fn an_audit_copy_ahead_of_the_checkpoints_is_folded_not_copied_again(
     test: &str,
     backend: Backend,
 ) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let (log, _) = demo_log(a.dir(), 80, 10, 3).await;
@@ -421,10 +415,7 @@ async fn a_bad_record_holds_only_its_customer_until_skipped(test: &str, backend:
 /// A record an older build rejected (here: valid bytes dead-lettered) is applied by `retry`,
 /// before the events held behind it, so the customer ends as if nothing had happened.
 async fn retry_applies_the_record_and_then_the_held_events(test: &str, backend: Backend) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let good = event_json("00000000-0000-4000-8000-000000000099", "CUST-X", 99);

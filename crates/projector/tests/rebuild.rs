@@ -106,10 +106,7 @@ both_backends!(
 );
 
 async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let log = SqliteLog::open_path(a.dir().join("events.db"))
@@ -459,10 +456,7 @@ async fn a_live_projector_catching_up_holds_customers_and_writes_them_when_stopp
     test: &str,
     backend: Backend,
 ) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let log = demo_log(&a, 40, 6, 3).await;
@@ -598,10 +592,7 @@ async fn a_live_projector_catching_up_holds_customers_and_writes_them_when_stopp
 /// Two projectors of the live version reading the same log at once (each reads every
 /// partition): every event is applied once, and the rows equal a single projector's.
 async fn two_projectors_of_one_version_apply_each_event_once(test: &str, backend: Backend) {
-    let Some(a) = TestStore::new(test, backend).await else {
-        return;
-    };
-    let Some(b) = TestStore::new(test, backend).await else {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
     let log = demo_log(&a, 120, 12, 9).await;

@@ -63,6 +63,14 @@ impl TestStore {
         }
     }
 
+    /// Two stores of `backend` (a test's subject and its reference), or `None` when the test is
+    /// skipped for want of PostgreSQL.
+    pub async fn pair(test: &str, backend: Backend) -> Option<(Self, Self)> {
+        let first = Self::new(test, backend).await?;
+        let second = Self::new(test, backend).await?;
+        Some((first, second))
+    }
+
     /// A scratch directory that lives as long as the store.
     pub fn dir(&self) -> &Path {
         self.dir.path()
