@@ -156,9 +156,12 @@ async fn a_reader_sees_appends_from_another_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_decoded_on_two_threads_and_read_ahead_keep_log_order() {
-    // Over two full pages (4 096 records each, decoded half and half on two threads, the next
-    // one read while the last is taken), with bad records at either end of a page and at the
-    // split of one: every position once, in order, the bad ones with their row's subject.
+    // Over two full pages (4 096 records each, decoded half and half on two threads, read one
+    // after another on one thread while the stream takes them), with bad records at either end
+    // of a page and at the split of one: every position once, in order, the bad ones with their
+    // row's subject. Then the run of pages has ended at the log's end, and a record appended
+    // later comes by the next one; a stream dropped while its pages are read lets their thread
+    // end (the test's runtime waits for it).
     let harness = Embedded::start("pages").await.expect("embedded");
     let log = harness.log();
     let bad_at = [1_i64, 2_048, 2_049, 4_096, 4_097, 9_000];
@@ -201,4 +204,20 @@ async fn pages_decoded_on_two_threads_and_read_ahead_keep_log_order() {
         }
     }
     assert_eq!(good, appended);
+
+    let later = purchase("CUST-PAGES", 9_001);
+    log.append(std::slice::from_ref(&later))
+        .await
+        .expect("append");
+    let item = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("the later record arrives")
+        .expect("the stream goes on")
+        .expect("a valid event");
+    assert_eq!(item.position, Position::new(0, 9_001));
+    assert_eq!(item.event.id, later.id());
+
+    let mut dropped = log.read(&Default::default()).await.expect("read");
+    dropped.next().await.expect("a first record").ok();
+    drop(dropped);
 }

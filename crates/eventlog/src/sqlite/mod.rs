@@ -522,7 +522,7 @@ impl EventLog for SqliteLog {
             committed: Some(self.inner.committed.clone()),
             poll_interval: self.inner.config.poll_interval,
             failed: false,
-            ahead: None,
+            run: None,
         };
         Ok(stream::unfold(reader, |mut reader| async move {
             let page = reader.next_page().await;
@@ -559,63 +559,77 @@ struct Reader {
     poll_interval: Duration,
     /// The previous page was an error: back off before the next query.
     failed: bool,
-    /// The page after a full one, read while that one is taken.
-    ahead: Option<PageRead>,
+    /// The pages being read ahead on the blocking pool.
+    run: Option<PageRun>,
 }
 
-/// A page being read on the blocking pool, with the connection it was read on.
-type PageRead =
-    JoinHandle<Result<(rusqlite::Connection, Vec<Result<StoredEvent, ReadError>>), LogError>>;
+type Page = Vec<Result<StoredEvent, ReadError>>;
+
+/// Pages read one after another on a blocking-pool thread, each sent as soon as it is decoded,
+/// while they come out full and the stream is there to take them: a reader that catches up
+/// keeps one thread scanning instead of handing each page to a thread woken for it. The
+/// connection comes back when the run ends (lost with it after an error).
+struct PageRun {
+    pages: mpsc::Receiver<Result<Page, LogError>>,
+    done: JoinHandle<Option<rusqlite::Connection>>,
+}
 
 impl Reader {
     /// The next non-empty page of items; waits while the log has nothing new.
-    async fn next_page(&mut self) -> Vec<Result<StoredEvent, ReadError>> {
+    async fn next_page(&mut self) -> Page {
         loop {
             if self.failed {
                 tokio::time::sleep(self.poll_interval).await;
                 self.failed = false;
             }
-            let read = match self.ahead.take() {
-                Some(read) => read,
-                None => self.start_read(),
-            };
-            match read.await.map_err(LogError::from).and_then(|read| read) {
-                Ok((conn, page)) => {
-                    self.conn = Some(conn);
-                    if page.is_empty() {
-                        self.wait().await;
-                        continue;
-                    }
-                    if let Some(last) = page.iter().map(position_of).max() {
-                        self.next = last + 1;
-                    }
-                    if page.len() as i64 >= READ_PAGE {
-                        self.ahead = Some(self.start_read());
-                    }
-                    return page;
+            let run = self.run.get_or_insert_with(|| {
+                start_run(&mut self.committed, &mut self.conn, &self.config, self.next)
+            });
+            let page = match run.pages.recv().await {
+                Some(Ok(page)) => page,
+                Some(Err(err)) => {
+                    self.end_run().await;
+                    self.failed = true;
+                    return vec![Err(ReadError::Log(err))];
                 }
-                Err(err) => {
+                None => {
+                    // The run ended without a page: only a panic ends it so.
+                    if let Some(err) = self.end_run().await {
+                        self.failed = true;
+                        return vec![Err(ReadError::Log(err))];
+                    }
+                    continue;
+                }
+            };
+            if (page.len() as i64) < READ_PAGE {
+                if let Some(err) = self.end_run().await {
                     self.failed = true;
                     return vec![Err(ReadError::Log(err))];
                 }
             }
+            if page.is_empty() {
+                self.wait().await;
+                continue;
+            }
+            if let Some(last) = page.iter().map(position_of).max() {
+                self.next = last + 1;
+            }
+            return page;
         }
     }
 
-    /// Starts reading the page at `next` on the blocking pool.
-    fn start_read(&mut self) -> PageRead {
-        if let Some(committed) = &mut self.committed {
-            committed.borrow_and_update();
+    /// Waits for the current run's thread and takes its connection back; the thread's panic,
+    /// if it had one.
+    async fn end_run(&mut self) -> Option<LogError> {
+        let run = self.run.take()?;
+        drop(run.pages);
+        match run.done.await {
+            Ok(conn) => {
+                self.conn = conn;
+                None
+            }
+            Err(err) => Some(LogError::from(err)),
         }
-        let (conn, config, next) = (self.conn.take(), self.config.clone(), self.next);
-        tokio::task::spawn_blocking(move || {
-            let conn = match conn {
-                Some(conn) => conn,
-                None => open_reader(&config)?,
-            };
-            let page = read_page(&conn, next)?;
-            Ok((conn, page))
-        })
     }
 
     async fn wait(&mut self) {
@@ -632,6 +646,51 @@ impl Reader {
             }
             None => tokio::time::sleep(self.poll_interval).await,
         }
+    }
+}
+
+/// Starts reading pages from offset `next` on the blocking pool (see [`PageRun`]).
+fn start_run(
+    committed: &mut Option<watch::Receiver<i64>>,
+    conn: &mut Option<rusqlite::Connection>,
+    config: &SqliteConfig,
+    next: i64,
+) -> PageRun {
+    // What is committed from here on wakes `Reader::wait`.
+    if let Some(committed) = committed {
+        committed.borrow_and_update();
+    }
+    let (pages, received) = mpsc::channel(1);
+    let (conn, config) = (conn.take(), config.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let conn = match conn.map_or_else(|| open_reader(&config), Ok) {
+            Ok(conn) => conn,
+            Err(err) => {
+                let _ = pages.blocking_send(Err(err));
+                return None;
+            }
+        };
+        let mut next = next;
+        loop {
+            let page = match read_page(&conn, next) {
+                Ok(page) => page,
+                Err(err) => {
+                    let _ = pages.blocking_send(Err(err));
+                    return None;
+                }
+            };
+            let full = page.len() as i64 >= READ_PAGE;
+            if let Some(last) = page.iter().map(position_of).max() {
+                next = last + 1;
+            }
+            if pages.blocking_send(Ok(page)).is_err() || !full {
+                return Some(conn);
+            }
+        }
+    });
+    PageRun {
+        pages: received,
+        done,
     }
 }
 
