@@ -919,11 +919,36 @@ async fn rebuild_ground(
     })
 }
 
-/// Timed runs of `clientlog rebuild` over one ground, and the peak RSS of each.
+/// CPU time used so far, seconds (user + system, every thread): this process's own, and that
+/// of the children it has waited for. From `/proc/self/stat`, whose times are in `USER_HZ`
+/// ticks, 100 a second in Linux's user ABI; none where there is no such file.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the 14th to
+    // 17th of the line (utime, stime, cutime, cstime) are the 12th to 15th here.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    let own = ticks(11)? + ticks(12)?;
+    let children = ticks(13)? + ticks(14)?;
+    Some((own / 100.0, children / 100.0))
+}
+
+/// Values kept from every run, the warm-up's first: those of the measured runs.
+fn measured_runs(runs: &std::sync::Mutex<Vec<f64>>) -> Stats {
+    let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !runs.is_empty() {
+        runs.remove(0);
+    }
+    Stats::of(runs)
+}
+
+/// Timed runs of `clientlog rebuild` over one ground, and the peak RSS and CPU time of each.
 struct Rebuilds<'a> {
     ground: &'a RebuildGround,
     /// The peak RSS of every run so far, MiB, the warm-up's first.
     peaks: std::sync::Mutex<Vec<f64>>,
+    /// The CPU seconds of every run so far (all its threads), the warm-up's first.
+    cpu: std::sync::Mutex<Vec<f64>>,
 }
 
 impl<'a> Rebuilds<'a> {
@@ -931,13 +956,15 @@ impl<'a> Rebuilds<'a> {
         Self {
             ground,
             peaks: std::sync::Mutex::new(Vec::new()),
+            cpu: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// `clientlog rebuild` of the whole log in a child process, beside the live version and
-    /// promoted: events/s. Its peak RSS is kept.
+    /// promoted: events/s. Its peak RSS and CPU time are kept.
     async fn run(&self) -> anyhow::Result<f64> {
         let (data, n) = (&self.ground.data, self.ground.events);
+        let cpu_before = cpu_seconds();
         let started = Instant::now();
         let mut command = std::process::Command::new(std::env::current_exe()?);
         command
@@ -947,6 +974,12 @@ impl<'a> Rebuilds<'a> {
             .env("RUST_LOG", "warn");
         let out = tokio::task::spawn_blocking(move || command.output()).await??;
         let elapsed = started.elapsed();
+        if let (Some((_, before)), Some((_, after))) = (cpu_before, cpu_seconds()) {
+            self.cpu
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(after - before);
+        }
         let stdout = String::from_utf8_lossy(&out.stdout);
         anyhow::ensure!(
             out.status.success(),
@@ -981,12 +1014,8 @@ impl<'a> Rebuilds<'a> {
     }
 
     /// The peak RSS of the measured runs (not the warm-up's), MiB.
-    fn peaks(self) -> Stats {
-        let mut peaks = self.peaks.into_inner().unwrap_or_else(|e| e.into_inner());
-        if !peaks.is_empty() {
-            peaks.remove(0);
-        }
-        Stats::of(peaks)
+    fn peaks(&self) -> Stats {
+        measured_runs(&self.peaks)
     }
 }
 
@@ -1015,8 +1044,27 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
         .await?;
         let n = ground.events;
         let rebuilds = Rebuilds::new(&ground);
-        let (rate, limit) =
-            measure_paired(runs, || rebuilds.run(), || read_rate(&ground.log, n)).await?;
+        // The CPU seconds of every bare read so far, the warm-up's first.
+        let read_cpu = std::sync::Mutex::new(Vec::new());
+        let read = || async {
+            let before = cpu_seconds();
+            let rate = read_rate(&ground.log, n).await?;
+            if let (Some((before, _)), Some((after, _))) = (before, cpu_seconds()) {
+                read_cpu
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(after - before);
+            }
+            Ok(rate)
+        };
+        let (rate, limit) = measure_paired(runs, || rebuilds.run(), read).await?;
+        let per_event =
+            |cpu: &std::sync::Mutex<Vec<f64>>| measured_runs(cpu).median * 1e6 / n as f64;
+        let cpu_note = format!(
+            "; CPU per event, all threads (medians): rebuild {:.2} µs, bare read + decode {:.2} µs",
+            per_event(&rebuilds.cpu),
+            per_event(&read_cpu)
+        );
         let peak_mib = rebuilds.peaks();
         ground.log.close().await;
         let customers = ground.customers;
@@ -1034,7 +1082,7 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
             .limit("bare read + decode of the same log", limit)
             .note(format!(
                 "{n} events, {customers} customers, a live version beside it, itself projected \
-                 from scratch by the live projector at {} events/s (one run)",
+                 from scratch by the live projector at {} events/s (one run){cpu_note}",
                 super::number(ground.projected_rate)
             )),
             Figure::new(
