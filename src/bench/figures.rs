@@ -1060,11 +1060,16 @@ pub fn rebuild(b: &mut Bench) -> BoxFuture<'_, anyhow::Result<Vec<Figure>>> {
         let (rate, limit) = measure_paired(runs, || rebuilds.run(), read).await?;
         let per_event =
             |cpu: &std::sync::Mutex<Vec<f64>>| measured_runs(cpu).median * 1e6 / n as f64;
-        let cpu_note = format!(
-            "; CPU per event, all threads (medians): rebuild {:.2} µs, bare read + decode {:.2} µs",
-            per_event(&rebuilds.cpu),
-            per_event(&read_cpu)
-        );
+        let (rebuild_us, read_us) = (per_event(&rebuilds.cpu), per_event(&read_cpu));
+        // Without `/proc` there are no CPU times, and no medians of them.
+        let cpu_note = if rebuild_us.is_finite() && read_us.is_finite() {
+            format!(
+                "; CPU per event, all threads (medians): rebuild {rebuild_us:.2} µs, bare read \
+                 + decode {read_us:.2} µs"
+            )
+        } else {
+            String::new()
+        };
         let peak_mib = rebuilds.peaks();
         ground.log.close().await;
         let customers = ground.customers;
