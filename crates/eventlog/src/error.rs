@@ -53,6 +53,9 @@ pub enum LogError {
     /// A background task of the log (a blocking client call) panicked or was cancelled.
     #[error("a background task of the event log failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The thread decoding a read stream's pages stopped (it panicked): the page is read again.
+    #[error("the event log's decoding thread stopped")]
+    DecoderStopped,
     /// The log's writer is gone (the log is shutting down or its writer task failed).
     #[error("the event log writer has stopped")]
     WriterStopped,
