@@ -212,34 +212,33 @@ impl Default for Audited {
     }
 }
 
-/// A set of log positions, per partition a sorted list of offsets. A rebuild asks about
-/// batches the audit copy holds whole: a list with no gap answers by its ends.
+/// A set of log positions: per partition, sorted runs of consecutive offsets (first, last). A
+/// rebuild asks about batches the audit copy holds whole, one run each.
 #[derive(Debug, Clone, Default)]
-pub struct Positions(HashMap<i32, Vec<i64>>);
+pub struct Positions(Vec<(i32, Vec<(i64, i64)>)>);
 
 impl Positions {
     pub fn contains(&self, (partition, offset): (i32, i64)) -> bool {
-        let Some(offsets) = self.0.get(&partition) else {
+        let Some((_, runs)) = self.0.iter().find(|(p, _)| *p == partition) else {
             return false;
         };
-        match (offsets.first(), offsets.last()) {
-            (Some(&first), Some(&last)) if last - first + 1 == offsets.len() as i64 => {
-                (first..=last).contains(&offset)
-            }
-            _ => offsets.binary_search(&offset).is_ok(),
-        }
+        let after = runs.partition_point(|&(first, _)| first <= offset);
+        after > 0 && runs[after - 1].1 >= offset
     }
 }
 
-impl FromIterator<(i32, i64)> for Positions {
-    fn from_iter<I: IntoIterator<Item = (i32, i64)>>(positions: I) -> Self {
-        let mut by_partition: HashMap<i32, Vec<i64>> = HashMap::new();
-        for (partition, offset) in positions {
-            by_partition.entry(partition).or_default().push(offset);
+impl FromIterator<(i32, i64, i64)> for Positions {
+    /// From runs `(partition, first, last)`.
+    fn from_iter<I: IntoIterator<Item = (i32, i64, i64)>>(runs: I) -> Self {
+        let mut by_partition: Vec<(i32, Vec<(i64, i64)>)> = Vec::new();
+        for (partition, first, last) in runs {
+            match by_partition.iter_mut().find(|(p, _)| *p == partition) {
+                Some((_, runs)) => runs.push((first, last)),
+                None => by_partition.push((partition, vec![(first, last)])),
+            }
         }
-        for offsets in by_partition.values_mut() {
-            offsets.sort_unstable();
-            offsets.dedup();
+        for (_, runs) in &mut by_partition {
+            runs.sort_unstable();
         }
         Positions(by_partition)
     }
@@ -282,7 +281,7 @@ pub fn fold(
 pub struct Carry {
     /// By shard of the customer id (`shard_of`), so that shards fold apart.
     /// Boxed: a map of small entries is quicker to probe and to grow.
-    working: [FastMap<String, Box<Working>>; SHARDS],
+    working: [FastMap<CustomerKey, Box<Working>>; SHARDS],
     out: BatchWrite,
 }
 
@@ -384,6 +383,73 @@ fn transitions_by_customer(rows: &mut BatchWrite) {
         .sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
 }
 
+/// A customer id as the key of the customers a carry holds. Every record of a batch looks its
+/// customer up there (a build holds thousands, each met about once a batch): an id of up to
+/// [`CustomerKey::INLINE`] bytes is kept in the map's own slot, so the comparison that
+/// confirms a match reads no memory of its own. Hashes and compares as the `str` it holds, so
+/// the map is looked up by `&str`.
+#[derive(Clone)]
+enum CustomerKey {
+    Inline {
+        len: u8,
+        bytes: [u8; CustomerKey::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl CustomerKey {
+    const INLINE: usize = 22;
+
+    fn new(id: &str) -> Self {
+        match id.len() {
+            len @ 0..=Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..len].copy_from_slice(id.as_bytes());
+                CustomerKey::Inline {
+                    len: len as u8,
+                    bytes,
+                }
+            }
+            _ => CustomerKey::Heap(id.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            CustomerKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            CustomerKey::Heap(id) => id.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `str` whole, so always UTF-8.
+            CustomerKey::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            CustomerKey::Heap(id) => id,
+        }
+    }
+}
+
+impl PartialEq for CustomerKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for CustomerKey {}
+
+impl std::hash::Hash for CustomerKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for CustomerKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// Customers are split in this many shards by id; a build that holds customers across batches
 /// folds each shard on a thread of its own ([`fold_into_sharded`]).
 const SHARDS: usize = 2;
@@ -429,7 +495,7 @@ fn event_id(stored: &StoredEvent) -> [u8; 16] {
 /// The customers of one shard while a batch is folded: what the store loaded for them, those
 /// held behind a dead letter, their working states, and where their rows go.
 struct Shard<'a> {
-    working: &'a mut FastMap<String, Box<Working>>,
+    working: &'a mut FastMap<CustomerKey, Box<Working>>,
     loaded: &'a mut HashMap<String, LoadedCustomer>,
     blocked: &'a mut HashMap<String, i64>,
     dead_letters: &'a HashMap<(i32, i64), i64>,
@@ -483,7 +549,7 @@ impl Shard<'_> {
             None => {
                 let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
                 self.working
-                    .entry(customer.to_string())
+                    .entry(CustomerKey::new(customer))
                     .or_insert(Box::new(w))
             }
         };
@@ -817,4 +883,46 @@ fn clamp(value: u64) -> i64 {
 
 fn nanos(time: time::OffsetDateTime) -> i64 {
     i64::try_from(time.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_answer_by_their_runs() {
+        let positions: Positions = [(0, 5, 9), (0, 1, 2), (3, 4, 4)].into_iter().collect();
+        for (position, held) in [
+            ((0, 0), false),
+            ((0, 1), true),
+            ((0, 2), true),
+            ((0, 3), false),
+            ((0, 5), true),
+            ((0, 9), true),
+            ((0, 10), false),
+            ((3, 4), true),
+            ((3, 5), false),
+            ((1, 5), false),
+        ] {
+            assert_eq!(positions.contains(position), held, "{position:?}");
+        }
+        assert!(!Positions::default().contains((0, 1)));
+    }
+
+    #[test]
+    fn customer_keys_are_found_by_their_ids() {
+        let long = "C".repeat(CustomerKey::INLINE + 1);
+        let edge = "E".repeat(CustomerKey::INLINE);
+        let mut map: FastMap<CustomerKey, usize> = FastMap::default();
+        for (i, id) in ["CUST-000001", &edge, &long, "x"].into_iter().enumerate() {
+            map.insert(CustomerKey::new(id), i);
+        }
+        assert_eq!(map.get("CUST-000001"), Some(&0));
+        assert_eq!(map.get(edge.as_str()), Some(&1));
+        assert_eq!(map.get(long.as_str()), Some(&2));
+        assert_eq!(map.get("x"), Some(&3));
+        assert_eq!(map.get("CUST-00000"), None);
+        assert_eq!(map.get(&long[1..]), None);
+        assert_eq!(CustomerKey::new(&long).as_str(), long);
+    }
 }

@@ -1167,12 +1167,13 @@ impl StoreTx {
     }
 
     /// The positions within `ranges` (per partition, first and last offset) that the audit
-    /// copy holds. On a log that refuses a second copy of an event id, the event there is the
-    /// log's own event at that position.
+    /// copy holds, as runs of consecutive offsets `(partition, first, last)` in order. On a log
+    /// that refuses a second copy of an event id, the event there is the log's own event at
+    /// that position.
     pub async fn audited_positions(
         &mut self,
         ranges: &BTreeMap<i32, (i64, i64)>,
-    ) -> Result<Vec<(i32, i64)>, StoreError> {
+    ) -> Result<Vec<(i32, i64, i64)>, StoreError> {
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
                 return sqlite_tx::run(c, |conn| sqlite_tx::audited_positions(conn, ranges)).await
@@ -1188,7 +1189,7 @@ impl StoreTx {
                 .fetch_all(&mut **c)
                 .await
                 .map_err(db("looking up the audit copy by position"))?;
-            found.extend(offsets.into_iter().map(|offset| (partition, offset)));
+            push_runs(&mut found, partition, offsets);
         }
         Ok(found)
     }
@@ -1736,6 +1737,20 @@ const TRANSITIONS_INSERT: &str = "INSERT INTO transitions (version, customer_id,
      from_value, to_value, cause, cause_event_id, log_partition, log_offset, at) ";
 const HELD_INSERT: &str = "INSERT INTO held_events (version, log_partition, log_offset, \
      customer_id, dead_letter_id, recorded_at, bytes) ";
+/// Appends ascending `offsets` of `partition` to `runs` as runs of consecutive offsets.
+fn push_runs(
+    runs: &mut Vec<(i32, i64, i64)>,
+    partition: i32,
+    offsets: impl IntoIterator<Item = i64>,
+) {
+    for offset in offsets {
+        match runs.last_mut() {
+            Some((p, _, last)) if *p == partition && *last + 1 == offset => *last = offset,
+            _ => runs.push((partition, offset, offset)),
+        }
+    }
+}
+
 /// Positions the audit copy holds, by partition and offset range (`customer_events_by_position`
 /// covers it). SQLite reads `$n` as positional too.
 const AUDITED_POSITIONS: &str = "SELECT log_offset FROM customer_events \
@@ -1804,3 +1819,17 @@ pub use audit::{GradePages, GradeRow};
 use pg_copy::{AuditStream, CopyRows};
 pub use versions::PromoteError;
 use wal::WalCheckpoints;
+
+#[cfg(test)]
+mod tests {
+    use super::push_runs;
+
+    #[test]
+    fn offsets_are_pushed_as_runs_of_consecutive_offsets() {
+        let mut runs = vec![(0, 1, 3)];
+        push_runs(&mut runs, 0, [4, 5, 7, 9, 10]);
+        push_runs(&mut runs, 1, [11, 12]);
+        push_runs(&mut runs, 1, []);
+        assert_eq!(runs, [(0, 1, 5), (0, 7, 7), (0, 9, 10), (1, 11, 12)]);
+    }
+}

@@ -15,7 +15,7 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    blocking, cause_columns, customer_conflict, row_states, FeedEnd, ALL_INDEXED,
+    blocking, cause_columns, customer_conflict, push_runs, row_states, FeedEnd, ALL_INDEXED,
     AUDITED_POSITIONS, AUDITED_POSITIONS_COUNT, AUDIT_FRONTIER_UPSERT, CHECKPOINTS_CONFLICT,
     CHECKPOINTS_INSERT, CUSTOMER_COLUMN_COUNT, CUSTOMER_INSERT, CUSTOMER_TAIL_TYPES, EVENTS_INSERT,
     FEED_END, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
@@ -132,11 +132,12 @@ pub(super) fn audited_event_ids(
     Ok(found)
 }
 
-/// The positions within `ranges` that the audit copy holds (read from its position index alone).
+/// The positions within `ranges` that the audit copy holds, as runs (read from its position
+/// index alone).
 pub(super) fn audited_positions(
     conn: &rusqlite::Connection,
     ranges: &BTreeMap<i32, (i64, i64)>,
-) -> Result<Vec<(i32, i64)>, StoreError> {
+) -> Result<Vec<(i32, i64, i64)>, StoreError> {
     let context = "looking up the audit copy by position";
     let mut count = conn
         .prepare(AUDITED_POSITIONS_COUNT)
@@ -150,15 +151,15 @@ pub(super) fn audited_positions(
             .query_row(params![partition, first, last], |r| r.get(0))
             .map_err(sqlite(context))?;
         if held == last - first + 1 {
-            found.extend((first..=last).map(|offset| (partition, offset)));
+            found.push((partition, first, last));
             continue;
         }
-        let mut rows = in_range
-            .query(params![partition, first, last])
+        let offsets = in_range
+            .query_map(params![partition, first, last], |r| r.get(0))
+            .map_err(sqlite(context))?
+            .collect::<Result<Vec<i64>, _>>()
             .map_err(sqlite(context))?;
-        while let Some(r) = rows.next().map_err(sqlite(context))? {
-            found.push((partition, r.get(0).map_err(sqlite(context))?));
-        }
+        push_runs(&mut found, partition, offsets);
     }
     Ok(found)
 }
