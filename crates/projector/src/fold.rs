@@ -183,6 +183,9 @@ impl Working {
 
 /// What the store says about a batch, gathered in its transaction.
 pub struct Known {
+    /// What the store holds of the batch's customers. For a customer the carry holds, only the
+    /// chain head counts: it is re-read where another version may have added to the customer's
+    /// audit copy since the carry loaded it.
     pub loaded: HashMap<String, LoadedCustomer>,
     /// Customers with an open dead letter: all their events in this batch are held (the id).
     pub blocked: HashMap<String, i64>,
@@ -245,6 +248,16 @@ impl FromIterator<(i32, i64, i64)> for Positions {
 }
 
 impl Audited {
+    /// Whether folding `record` may add a row to the audit copy: an event it does not hold.
+    pub fn may_add(&self, record: &Record) -> bool {
+        match record {
+            Record::Event(stored) => {
+                matches!(self.check(event_id(stored), record.position()), Check::New)
+            }
+            Record::Bad(_) => false,
+        }
+    }
+
     /// What the audit copy says of the event `event_id` at `position`.
     fn check(&self, event_id: [u8; 16], position: (i32, i64)) -> Check {
         match self {
@@ -545,7 +558,14 @@ impl Shard<'_> {
             return Ok(());
         }
         let w = match self.working.get_mut(customer) {
-            Some(w) => w,
+            Some(w) => {
+                if !self.loaded.is_empty() {
+                    if let Some(fresh) = self.loaded.remove(customer) {
+                        w.head = fresh.head;
+                    }
+                }
+                w
+            }
             None => {
                 let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
                 self.working

@@ -562,6 +562,7 @@ impl Projector {
             .collect();
         customers.sort_unstable();
         let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let carried_over = held.tx.is_none() && !held.carry.is_empty();
         let mut tx = match held.tx.take() {
             Some(tx) => tx,
             None => self.begin(&attached).await?,
@@ -615,7 +616,24 @@ impl Projector {
         } else {
             Audited::default()
         };
-        let loaded = tx.load_customers(version, &customers).await?;
+        // A carry folded in earlier transactions holds chain heads read then: where this batch
+        // may add to a held customer's audit copy, its head is read again (another version may
+        // have added to it since).
+        let stale_heads: Vec<&str> = if carried_over {
+            let mut held_customers: Vec<&str> = records
+                .iter()
+                .filter(|r| audited.may_add(r))
+                .filter_map(Record::customer)
+                .filter(|&c| held.carry.holds(c))
+                .collect();
+            held_customers.sort_unstable();
+            held_customers.dedup();
+            held_customers
+        } else {
+            Vec::new()
+        };
+        let to_load: Vec<&str> = customers.iter().chain(&stale_heads).copied().collect();
+        let loaded = tx.load_customers(version, &to_load).await?;
         let loaded_at = Instant::now();
         // A batch with bad records writes their dead letters with everything held, so that no
         // one resolving them reads a customer's rows while newer ones are held here.

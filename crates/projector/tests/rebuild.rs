@@ -100,6 +100,7 @@ both_backends!(
     rebuild_beside_live_while_appends_continue,
     a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes,
     a_held_build_whose_checkpoint_another_writer_moved_writes_nothing,
+    a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it_is,
     two_projectors_of_one_version_apply_each_event_once,
     a_live_projector_catching_up_holds_customers_and_writes_them_when_stopped,
     replay_uses_the_policies_live_then,
@@ -441,6 +442,148 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
         "the held build wrote nothing"
     );
     assert_eq!(after.checkpoints, written.checkpoints);
+
+    log.close().await;
+    store.close().await;
+    a.cleanup().await;
+}
+
+/// A build holds each customer from the batch that first met it, chain head included. When the
+/// live version adds to a customer's audit copy meanwhile and the build then overtakes it (on
+/// events the live version has not applied yet), the build chains on from the audit copy as it
+/// is: every chain stays whole, and the build equals the live version built on to the end.
+async fn a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it_is(
+    test: &str,
+    backend: Backend,
+) {
+    let Some(a) = TestStore::new(test, backend).await else {
+        return;
+    };
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    let batches = demo_batches(20, 6, 11);
+    let (first, rest) = batches.split_at(batches.len() / 2);
+    let (middle, last) = rest.split_at(rest.len() / 2);
+    let next_offset = |log: &SqliteLog| {
+        let log = log.clone();
+        async move { log.high_water_marks().await.expect("hwm")[&0] }
+    };
+    for batch in first {
+        log.append(batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    live.run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("live run over the first part");
+    let first_end = next_offset(&log).await - 1;
+    for batch in middle {
+        log.append(batch).await.expect("append");
+    }
+    let middle_end = next_offset(&log).await - 1;
+    for batch in last {
+        log.append(batch).await.expect("append");
+    }
+
+    // The build folds the first part (audited by the live version, so it holds every customer
+    // it meets, chain heads included) and pauses near its end.
+    let candidate = Projector::candidate(store.clone(), Policies::defaults())
+        .await
+        .expect("candidate");
+    let (resume, paused) = tokio::sync::watch::channel(false);
+    let pausing = PausingLog {
+        log: SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log again"),
+        first: usize::try_from(first_end - 5).expect("offset"),
+        resume: paused,
+    };
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let held = ProjectorConfig {
+        batch_size: 25,
+        batch_wait: Duration::ZERO,
+        hold_customers: 1_000,
+        progress: Some(progress.clone()),
+        ..config(true)
+    };
+    let build = {
+        let candidate = candidate.clone();
+        tokio::spawn(async move {
+            let result = candidate
+                .run(&pausing, &held, CancellationToken::new())
+                .await;
+            pausing.log.close().await;
+            result
+        })
+    };
+    let started = Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < (first_end - 30) as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build did not fold the first part"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Meanwhile the live version applies the middle part only, adding to the chains the build
+    // holds heads of.
+    let (go_on, held_back) = tokio::sync::watch::channel(false);
+    let live_log = PausingLog {
+        log: SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log for the live version"),
+        first: usize::try_from(middle_end - first_end).expect("count"),
+        resume: held_back,
+    };
+    let stop_live = CancellationToken::new();
+    let live_run = tokio::spawn({
+        let (live, stop_live) = (live.clone(), stop_live.clone());
+        async move {
+            let result = live.run(&live_log, &config(false), stop_live).await;
+            live_log.log.close().await;
+            result
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store
+        .checkpoints(live.version())
+        .await
+        .expect("checkpoints")
+        .get(&0)
+        != Some(&middle_end)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the live version did not apply the middle part"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_live.cancel();
+    live_run.await.expect("live task").expect("live run");
+    drop(go_on);
+
+    // The build reads on past the live version: it writes the last part's audit copy.
+    resume.send(true).expect("resume");
+    build
+        .await
+        .expect("build task")
+        .expect("the build chains on from the audit copy as it is");
+    assert_eq!(
+        store.verify_chains().await.expect("chains"),
+        Vec::<(String, i64)>::new(),
+        "every chain is whole"
+    );
+    live.run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("the live version on to the end");
+    let built = store.snapshot(candidate.version()).await.expect("built");
+    let expected = store.snapshot(live.version()).await.expect("live");
+    assert_eq!(built.customers.len(), expected.customers.len());
+    assert_eq!(built.states, expected.states);
+    assert_eq!(built.checkpoints, expected.checkpoints);
 
     log.close().await;
     store.close().await;
