@@ -558,14 +558,7 @@ impl Shard<'_> {
             return Ok(());
         }
         let w = match self.working.get_mut(customer) {
-            Some(w) => {
-                if !self.loaded.is_empty() {
-                    if let Some(fresh) = self.loaded.remove(customer) {
-                        w.head = fresh.head;
-                    }
-                }
-                w
-            }
+            Some(w) => w,
             None => {
                 let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
                 self.working
@@ -591,6 +584,11 @@ impl Shard<'_> {
         );
         if audited {
             return Ok(());
+        }
+        // A held customer's head, re-read for this batch (see `Known::loaded`); a customer
+        // first met here took its entry when its working state was made.
+        if let Some(fresh) = self.loaded.remove(customer) {
+            w.head = fresh.head;
         }
         let seq = w.head.map_or(1, |h| h.seq + 1);
         let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);

@@ -351,6 +351,57 @@ impl EventLog for PausingLog {
     }
 }
 
+/// A build of `candidate` holding its customers (batches of 25) over the log in `a`'s
+/// directory, whose reader pauses after `first` records until `resume` is sent `true`. Returns
+/// once the build has folded `folded` records or more.
+async fn start_held_build(
+    a: &TestStore,
+    candidate: &Projector,
+    first: usize,
+    folded: usize,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<
+        Result<clientlog_projector::RunStats, clientlog_projector::ProjectorError>,
+    >,
+) {
+    let (resume, paused) = tokio::sync::watch::channel(false);
+    let pausing = PausingLog {
+        log: SqliteLog::open_path(a.dir().join("events.db"))
+            .await
+            .expect("open log again"),
+        first,
+        resume: paused,
+    };
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let held = ProjectorConfig {
+        batch_size: 25,
+        batch_wait: Duration::ZERO,
+        hold_customers: 1_000,
+        progress: Some(progress.clone()),
+        ..config(true)
+    };
+    let build = {
+        let candidate = candidate.clone();
+        tokio::spawn(async move {
+            let result = candidate
+                .run(&pausing, &held, CancellationToken::new())
+                .await;
+            pausing.log.close().await;
+            result
+        })
+    };
+    let started = Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < folded as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the held build folded fewer than {folded} records"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (resume, build)
+}
+
 /// A build holds customers in memory between writes, so its rows and checkpoint are written
 /// together later. If another writer moves the version's checkpoint meanwhile, what the build
 /// holds no longer follows on from what is stored: it fails and writes nothing, and the
@@ -375,40 +426,7 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
     let candidate = Projector::candidate(store.clone(), Policies::defaults())
         .await
         .expect("candidate");
-    let (resume, paused) = tokio::sync::watch::channel(false);
-    let pausing = PausingLog {
-        log: SqliteLog::open_path(a.dir().join("events.db"))
-            .await
-            .expect("open log again"),
-        first: 50,
-        resume: paused,
-    };
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let held = ProjectorConfig {
-        batch_size: 25,
-        batch_wait: Duration::ZERO,
-        hold_customers: 1_000,
-        progress: Some(progress.clone()),
-        ..config(true)
-    };
-    let build = {
-        let candidate = candidate.clone();
-        tokio::spawn(async move {
-            let result = candidate
-                .run(&pausing, &held, CancellationToken::new())
-                .await;
-            pausing.log.close().await;
-            result
-        })
-    };
-    let started = Instant::now();
-    while progress.load(std::sync::atomic::Ordering::Relaxed) < 50 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build folded nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (resume, build) = start_held_build(&a, &candidate, 50, 50).await;
     assert!(
         store
             .checkpoints(candidate.version())
@@ -493,40 +511,8 @@ async fn a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it
     let candidate = Projector::candidate(store.clone(), Policies::defaults())
         .await
         .expect("candidate");
-    let (resume, paused) = tokio::sync::watch::channel(false);
-    let pausing = PausingLog {
-        log: SqliteLog::open_path(a.dir().join("events.db"))
-            .await
-            .expect("open log again"),
-        first: usize::try_from(first_end - 5).expect("offset"),
-        resume: paused,
-    };
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let held = ProjectorConfig {
-        batch_size: 25,
-        batch_wait: Duration::ZERO,
-        hold_customers: 1_000,
-        progress: Some(progress.clone()),
-        ..config(true)
-    };
-    let build = {
-        let candidate = candidate.clone();
-        tokio::spawn(async move {
-            let result = candidate
-                .run(&pausing, &held, CancellationToken::new())
-                .await;
-            pausing.log.close().await;
-            result
-        })
-    };
-    let started = Instant::now();
-    while progress.load(std::sync::atomic::Ordering::Relaxed) < (first_end - 30) as u64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the build did not fold the first part"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let first_part = usize::try_from(first_end).expect("offset");
+    let (resume, build) = start_held_build(&a, &candidate, first_part - 5, first_part - 30).await;
 
     // Meanwhile the live version applies the middle part only, adding to the chains the build
     // holds heads of.
