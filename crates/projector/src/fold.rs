@@ -306,7 +306,7 @@ impl Carry {
 
     /// Whether `customer` is held (its stored rows are older than its state here).
     pub fn holds(&self, customer: &str) -> bool {
-        self.working[shard_of(customer)].contains_key(customer)
+        self.working[shard_of(customer)].contains_key(customer.as_bytes())
     }
 
     /// Rows other than customers' waiting to be written.
@@ -339,7 +339,7 @@ impl Carry {
     /// finishes each customer after its records in the batch ([`fold_by_customer`]).
     pub fn finish_customers(&mut self, customers: &[&str], eval: &Evaluation<'_>) {
         for &customer in customers {
-            if let Some(w) = self.working[shard_of(customer)].remove(customer) {
+            if let Some(w) = self.working[shard_of(customer)].remove(customer.as_bytes()) {
                 finish(*w, eval, &mut self.out);
             }
         }
@@ -399,15 +399,15 @@ fn transitions_by_customer(rows: &mut BatchWrite) {
 /// A customer id as the key of the customers a carry holds. Every record of a batch looks its
 /// customer up there (a build holds thousands, each met about once a batch): an id of up to
 /// [`CustomerKey::INLINE`] bytes is kept in the map's own slot, so the comparison that
-/// confirms a match reads no memory of its own. Hashes and compares as the `str` it holds, so
-/// the map is looked up by `&str`.
+/// confirms a match reads no memory of its own. Hashes and compares as the id's bytes, so the
+/// map is looked up by `id.as_bytes()`.
 #[derive(Clone)]
 enum CustomerKey {
     Inline {
         len: u8,
         bytes: [u8; CustomerKey::INLINE],
     },
-    Heap(Box<str>),
+    Heap(Box<[u8]>),
 }
 
 impl CustomerKey {
@@ -423,21 +423,13 @@ impl CustomerKey {
                     bytes,
                 }
             }
-            _ => CustomerKey::Heap(id.into()),
+            _ => CustomerKey::Heap(id.as_bytes().into()),
         }
     }
 
     fn as_bytes(&self) -> &[u8] {
         match self {
             CustomerKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            CustomerKey::Heap(id) => id.as_bytes(),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `str` whole, so always UTF-8.
-            CustomerKey::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
             CustomerKey::Heap(id) => id,
         }
     }
@@ -453,13 +445,13 @@ impl Eq for CustomerKey {}
 
 impl std::hash::Hash for CustomerKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.as_bytes().hash(state);
     }
 }
 
-impl std::borrow::Borrow<str> for CustomerKey {
-    fn borrow(&self) -> &str {
-        self.as_str()
+impl std::borrow::Borrow<[u8]> for CustomerKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
@@ -526,8 +518,7 @@ impl Shard<'_> {
     ) -> Result<(), FoldError> {
         let (partition, offset) = record.position();
         if checkpoint {
-            let entry = self.out.checkpoints.entry(partition).or_insert(offset);
-            *entry = (*entry).max(offset);
+            raise_checkpoint(self.out, Some((partition, offset)));
         }
         let stored = match record {
             Record::Bad(bad) => {
@@ -557,7 +548,7 @@ impl Shard<'_> {
             });
             return Ok(());
         }
-        let w = match self.working.get_mut(customer) {
+        let w = match self.working.get_mut(customer.as_bytes()) {
             Some(w) => w,
             None => {
                 let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
@@ -606,6 +597,14 @@ impl Shard<'_> {
             hash,
         });
         Ok(())
+    }
+}
+
+/// Moves the checkpoint of `position`'s partition up to it (never back).
+fn raise_checkpoint(out: &mut BatchWrite, position: Option<(i32, i64)>) {
+    if let Some((partition, offset)) = position {
+        let entry = out.checkpoints.entry(partition).or_insert(offset);
+        *entry = (*entry).max(offset);
     }
 }
 
@@ -727,9 +726,27 @@ pub fn fold_into_sharded(
 ) -> Result<(), FoldError> {
     let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
     let mut by_shard: [Vec<(Record, Option<Check>)>; SHARDS] = Default::default();
+    // The checkpoints move here, once per run of a partition's records, rather than at each
+    // record on its shard's thread.
+    let mut last: Option<(i32, i64)> = None;
     for record in records {
         let check = check_record(&record, &known.audited, &mut seen);
+        let position = record.position();
+        last = match last {
+            Some((partition, offset)) if partition == position.0 => {
+                Some((partition, offset.max(position.1)))
+            }
+            run => {
+                if checkpoint {
+                    raise_checkpoint(&mut carry.out, run);
+                }
+                Some(position)
+            }
+        };
         by_shard[record.customer().map_or(0, shard_of)].push((record, check));
+    }
+    if checkpoint {
+        raise_checkpoint(&mut carry.out, last);
     }
     let mut loaded: [HashMap<String, LoadedCustomer>; SHARDS] = Default::default();
     for (customer, row) in known.loaded {
@@ -766,7 +783,7 @@ pub fn fold_into_sharded(
     // Each record is dropped once folded, on its shard's thread.
     let fold_shard = |(mut shard, records): (Shard<'_>, Vec<(Record, Option<Check>)>)| {
         for (record, check) in records {
-            shard.fold(&record, check, eval, checkpoint)?;
+            shard.fold(&record, check, eval, false)?;
         }
         Ok::<_, FoldError>(())
     };
@@ -783,10 +800,6 @@ pub fn fold_into_sharded(
     out.transitions.append(&mut other_out.transitions);
     out.held.append(&mut other_out.held);
     out.applied += other_out.applied;
-    for (partition, offset) in other_out.checkpoints {
-        let entry = out.checkpoints.entry(partition).or_insert(offset);
-        *entry = (*entry).max(offset);
-    }
     Ok(())
 }
 
@@ -935,12 +948,13 @@ mod tests {
         for (i, id) in ["CUST-000001", &edge, &long, "x"].into_iter().enumerate() {
             map.insert(CustomerKey::new(id), i);
         }
-        assert_eq!(map.get("CUST-000001"), Some(&0));
-        assert_eq!(map.get(edge.as_str()), Some(&1));
-        assert_eq!(map.get(long.as_str()), Some(&2));
-        assert_eq!(map.get("x"), Some(&3));
-        assert_eq!(map.get("CUST-00000"), None);
-        assert_eq!(map.get(&long[1..]), None);
-        assert_eq!(CustomerKey::new(&long).as_str(), long);
+        let get = |id: &str| map.get(id.as_bytes()).copied();
+        assert_eq!(get("CUST-000001"), Some(0));
+        assert_eq!(get(&edge), Some(1));
+        assert_eq!(get(&long), Some(2));
+        assert_eq!(get("x"), Some(3));
+        assert_eq!(get("CUST-00000"), None);
+        assert_eq!(get(&long[1..]), None);
+        assert_eq!(CustomerKey::new(&long).as_bytes(), long.as_bytes());
     }
 }

@@ -249,9 +249,13 @@ fn event_json(id: &str, customer: &str, n: u64) -> Vec<u8> {
 }
 
 fn stored(position: i64, bytes: Vec<u8>) -> Record {
+    stored_in(0, position, bytes)
+}
+
+fn stored_in(partition: i32, position: i64, bytes: Vec<u8>) -> Record {
     let event = Event::decode(&bytes).expect("valid fixture");
     Record::Event(Box::new(StoredEvent {
-        position: Position::new(0, position),
+        position: Position::new(partition, position),
         bytes,
         recorded_at: time::OffsetDateTime::UNIX_EPOCH,
         mode: WireMode::Structured,
@@ -618,8 +622,9 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
 /// Folding a batch's customers on two threads, or customer by customer with the rows streamed
 /// in parts, writes what folding them in one pass writes: the same customers, states and
 /// checkpoints, and each customer's transitions, audit rows and held events in the same order.
-/// The batch mixes both shards, a repeated event id, an event the audit copy holds already, a
-/// customer held from the start and one held by a bad record.
+/// The batch mixes both shards and three partitions (by customer, as Kafka keys them), a
+/// repeated event id, an event the audit copy holds already, a customer held from the start
+/// and one held by a bad record.
 #[test]
 fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     use clientlog_projector::fold::{
@@ -642,7 +647,8 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
         for customer in 0..24_u64 {
             position += 1;
             let n = round * 100 + customer;
-            records.push(stored(
+            records.push(stored_in(
+                (customer % 3) as i32,
                 position,
                 event_json(&id(n), &format!("CUST-{customer:02}"), n + 1),
             ));
@@ -732,6 +738,25 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     }
 
     assert_eq!(one.customers.len(), 23, "CUST-11 is held throughout");
+    let last_in = |partition: i32| {
+        records
+            .iter()
+            .map(Record::position)
+            .filter(|&(p, _)| p == partition)
+            .map(|(_, offset)| offset)
+            .max()
+    };
+    let expected: Vec<(i32, i64)> = (0..3)
+        .filter_map(|p| last_in(p).map(|offset| (p, offset)))
+        .collect();
+    assert_eq!(
+        one.checkpoints
+            .iter()
+            .map(|(&p, &o)| (p, o))
+            .collect::<Vec<_>>(),
+        expected,
+        "each partition's checkpoint is its last record"
+    );
     for other in [&two, &three, &four] {
         assert_eq!(one.customers, other.customers);
         assert_eq!(one.states, other.states);
