@@ -80,6 +80,18 @@ async fn demo_log(store: &TestStore, customers: u32, months: u32, seed: u64) -> 
     log
 }
 
+/// Opens `a`'s read store and projects `log` into its live version until caught up.
+async fn project_live(a: &TestStore, log: &SqliteLog) -> (ReadStore, Projector) {
+    let store = a.open().await.expect("store");
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    live.run(log, &config(true), CancellationToken::new())
+        .await
+        .expect("live run");
+    (store, live)
+}
+
 async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) {
     let last = log.high_water_marks().await.expect("hwm")[&0] - 1;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -265,13 +277,7 @@ async fn a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_
         }
         log.append(batch).await.expect("append");
     }
-    let store = a.open().await.expect("store");
-    let live = Projector::new(store.clone(), Policies::defaults())
-        .await
-        .expect("live");
-    live.run(&log, &config(true), CancellationToken::new())
-        .await
-        .expect("live run");
+    let (store, live) = project_live(&a, &log).await;
 
     let candidate = Projector::candidate(store.clone(), Policies::defaults())
         .await
@@ -414,14 +420,8 @@ async fn a_held_build_whose_checkpoint_another_writer_moved_writes_nothing(
         return;
     };
     let log = demo_log(&a, 30, 6, 9).await;
-    let store = a.open().await.expect("store");
     // The live version writes the audit copy, so the build's batches add none and are held.
-    let live = Projector::new(store.clone(), Policies::defaults())
-        .await
-        .expect("live");
-    live.run(&log, &config(true), CancellationToken::new())
-        .await
-        .expect("live run");
+    let (store, _live) = project_live(&a, &log).await;
 
     let candidate = Projector::candidate(store.clone(), Policies::defaults())
         .await
@@ -490,13 +490,7 @@ async fn a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it
     for batch in first {
         log.append(batch).await.expect("append");
     }
-    let store = a.open().await.expect("store");
-    let live = Projector::new(store.clone(), Policies::defaults())
-        .await
-        .expect("live");
-    live.run(&log, &config(true), CancellationToken::new())
-        .await
-        .expect("live run over the first part");
+    let (store, live) = project_live(&a, &log).await;
     let first_end = next_offset(&log).await - 1;
     for batch in middle {
         log.append(batch).await.expect("append");
