@@ -7,7 +7,7 @@
 //! the same transitions even if one of them was killed and restarted in between.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use foldhash::{HashMap as FastMap, HashSet as FastSet, HashSetExt};
 
@@ -222,11 +222,16 @@ pub struct Positions(Vec<(i32, Vec<(i64, i64)>)>);
 
 impl Positions {
     pub fn contains(&self, (partition, offset): (i32, i64)) -> bool {
+        self.covers(partition, offset, offset)
+    }
+
+    /// Whether it holds every offset from `first` to `last` of `partition`.
+    pub fn covers(&self, partition: i32, first: i64, last: i64) -> bool {
         let Some((_, runs)) = self.0.iter().find(|(p, _)| *p == partition) else {
             return false;
         };
-        let after = runs.partition_point(|&(first, _)| first <= offset);
-        after > 0 && runs[after - 1].1 >= offset
+        let after = runs.partition_point(|&(start, _)| start <= first);
+        after > 0 && runs[after - 1].1 >= last
     }
 }
 
@@ -256,6 +261,17 @@ impl Audited {
             }
             Record::Bad(_) => false,
         }
+    }
+
+    /// Whether it holds every position of `ranges` (per partition, first and last offset), so
+    /// that no record there may add to the audit copy. Always `false` for event ids.
+    pub fn covers(&self, ranges: &BTreeMap<i32, (i64, i64)>) -> bool {
+        let Audited::Positions(positions) = self else {
+            return false;
+        };
+        ranges
+            .iter()
+            .all(|(&partition, &(first, last))| positions.covers(partition, first, last))
     }
 
     /// What the audit copy says of the event `event_id` at `position`.
@@ -938,6 +954,27 @@ mod tests {
             assert_eq!(positions.contains(position), held, "{position:?}");
         }
         assert!(!Positions::default().contains((0, 1)));
+    }
+
+    #[test]
+    fn the_audit_copy_covers_ranges_held_whole() {
+        let audited = Audited::Positions([(0, 5, 9), (0, 1, 2), (3, 4, 4)].into_iter().collect());
+        for (ranges, covered) in [
+            (vec![(0, (5, 9))], true),
+            (vec![(0, (6, 8)), (3, (4, 4))], true),
+            (vec![(0, (1, 2))], true),
+            (vec![(0, (2, 5))], false),
+            (vec![(0, (5, 10))], false),
+            (vec![(0, (4, 9))], false),
+            (vec![(0, (5, 9)), (3, (4, 5))], false),
+            (vec![(1, (5, 5))], false),
+            (vec![], true),
+        ] {
+            let ranges: BTreeMap<i32, (i64, i64)> = ranges.into_iter().collect();
+            assert_eq!(audited.covers(&ranges), covered, "{ranges:?}");
+        }
+        let by_id = Audited::Ids(HashMap::new());
+        assert!(!by_id.covers(&BTreeMap::from([(0, (1, 1))])));
     }
 
     #[test]

@@ -553,55 +553,60 @@ impl Projector {
         let version = attached.version;
         let now = now_unix();
         let started = Instant::now();
-        let mut distinct: FastSet<&str> = FastSet::default();
-        let mut customers: Vec<String> = records
-            .iter()
-            .filter_map(Record::customer)
-            .filter(|&c| !held.carry.holds(c) && distinct.insert(c))
-            .map(str::to_string)
-            .collect();
-        customers.sort_unstable();
-        let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
         let carried_over = held.tx.is_none() && !held.carry.is_empty();
         let mut tx = match held.tx.take() {
             Some(tx) => tx,
             None => self.begin(&attached).await?,
         };
-        // Records this version already reflects (another projector of it got there first, or
-        // Kafka delivered them again) change nothing.
         let reflected = tx.checkpoints_of(version).await?;
         if held.carry.is_empty() {
             held.base = reflected.clone();
         } else if reflected != held.base {
             return Err(ProjectorError::HeldConflict { version });
         }
-        let read = records.len() as u64;
-        records.retain(|r| {
-            let (partition, offset) = r.position();
-            reflected.get(&partition).is_none_or(|&done| offset > done)
-        });
-        let already = read - records.len() as u64;
-        // Open dead letters before this batch's: those hold a customer from its first record.
-        let blocked = tx.open_dead_letters_of(version, &customers).await?;
-        let DeadLettered {
-            ids: dead_letters,
-            new: new_dead_letters,
-        } = dead_letter_batch(&mut tx, version, &mut records, now).await?;
         // The audit copy can only hold these events if the log may repeat them (Kafka), at
         // any position: each id is looked up; or if another version has been this far already,
         // at their own positions: the positions are read.
         let frontier = tx.audit_frontier().await?;
+        // One pass over the records (read a batch ago, their memory is no longer in the cache):
+        // records this version already reflects (another projector of it got there first, or
+        // Kafka delivered them again) change nothing and are dropped; of the others, the
+        // customers to load (not held) and the positions behind the audit frontier are noted.
+        let read = records.len() as u64;
+        let mut to_load: FastSet<String> = FastSet::default();
         let mut behind: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
         let mut past_frontier = false;
-        for record in &records {
+        records.retain(|record| {
             let (partition, offset) = record.position();
+            if reflected
+                .get(&partition)
+                .is_some_and(|&done| offset <= done)
+            {
+                return false;
+            }
+            if let Some(customer) = record.customer() {
+                if !held.carry.holds(customer) && !to_load.contains(customer) {
+                    to_load.insert(customer.to_string());
+                }
+            }
             if frontier.get(&partition).is_some_and(|&f| offset <= f) {
                 let range = behind.entry(partition).or_insert((offset, offset));
                 *range = (range.0.min(offset), range.1.max(offset));
             } else {
                 past_frontier = true;
             }
-        }
+            true
+        });
+        let already = read - records.len() as u64;
+        let mut customers: Vec<String> = to_load.into_iter().collect();
+        customers.sort_unstable();
+        let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
+        // Open dead letters before this batch's: those hold a customer from its first record.
+        let blocked = tx.open_dead_letters_of(version, &customers).await?;
+        let DeadLettered {
+            ids: dead_letters,
+            new: new_dead_letters,
+        } = dead_letter_batch(&mut tx, version, &mut records, now).await?;
         let audited = if check_duplicates {
             let ids: Vec<[u8; 16]> = records
                 .iter()
@@ -619,7 +624,8 @@ impl Projector {
         // A carry folded in earlier transactions holds chain heads read then: where this batch
         // may add to a held customer's audit copy, its head is read again (another version may
         // have added to it since).
-        let stale_heads: Vec<&str> = if carried_over {
+        let stale_heads: Vec<&str> = if carried_over && (past_frontier || !audited.covers(&behind))
+        {
             let mut held_customers: Vec<&str> = records
                 .iter()
                 .filter(|r| audited.may_add(r))
