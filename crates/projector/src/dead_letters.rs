@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use clientlog_domain::Event;
 use clientlog_eventlog::{Position, StoredEvent, WireMode};
+use clientlog_readstore::KnownHead;
 use time::OffsetDateTime;
 
 use crate::fold::{self, Evaluation, Known, Record};
@@ -145,9 +146,12 @@ pub async fn resolve_dead_letter(
     all_customers.sort_unstable();
     all_customers.dedup();
     let audited = tx.audited_event_ids(&ids).await?;
-    let loaded = tx.load_customers(version, &all_customers).await?;
+    let loaded = tx
+        .load_customers(version, &all_customers, &all_customers)
+        .await?;
     let known = Known {
         loaded,
+        unlisted_head: KnownHead::Unread,
         blocked: HashMap::new(),
         dead_letters: HashMap::new(),
         audited: fold::Audited::Ids(audited),

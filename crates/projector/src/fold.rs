@@ -17,7 +17,7 @@ use clientlog_domain::{evaluate, marks, CustomerCard, CustomerId, CustomerState,
 use clientlog_eventlog::{BadRecord, StoredEvent};
 use clientlog_readstore::{
     chain_hash, AuditRow, BatchWrite, Cause, ChainHead, CustomerRow, FactorValue, HeldEvent,
-    Lineage, ListKeys, LoadedCustomer, StateRow, Summary, TransitionRow,
+    KnownHead, Lineage, ListKeys, LoadedCustomer, StateRow, Summary, TransitionRow,
 };
 
 /// One item of the log as the projector sees it.
@@ -69,6 +69,12 @@ pub enum FoldError {
     },
     #[error("customer id {0:?} in the store is not valid")]
     CustomerId(String),
+    /// The batch's look-ups missed a head it needed: a defect, reported rather than a chain
+    /// restarted at 1.
+    #[error(
+        "customer {0}: an event was to be added to the audit copy before the chain head was read"
+    )]
+    HeadUnread(String),
 }
 
 /// The three values transitions are about, in the order of `Working::marks`.
@@ -82,7 +88,7 @@ struct Working {
     /// verdict's own names, not copied for every event).
     marks: Option<[Cow<'static, str>; 3]>,
     evaluated_at: Option<i64>,
-    head: Option<ChainHead>,
+    head: KnownHead,
     position: Option<(i32, i64)>,
     /// What the store's row holds, as loaded (the write need not read it again).
     stored_keys: Option<ListKeys>,
@@ -93,11 +99,17 @@ struct Working {
 }
 
 impl Working {
-    fn new(id: CustomerId, loaded: Option<LoadedCustomer>) -> Result<Self, FoldError> {
+    /// `unlisted_head`: the head of a customer the store's look-ups did not list
+    /// ([`Known::unlisted_head`]).
+    fn new(
+        id: CustomerId,
+        loaded: Option<LoadedCustomer>,
+        unlisted_head: KnownHead,
+    ) -> Result<Self, FoldError> {
         let loaded = loaded.unwrap_or(LoadedCustomer {
             state: None,
             summary: None,
-            head: None,
+            head: unlisted_head,
         });
         let state = match loaded.state {
             None => CustomerState::default(),
@@ -183,10 +195,15 @@ impl Working {
 
 /// What the store says about a batch, gathered in its transaction.
 pub struct Known {
-    /// What the store holds of the batch's customers. For a customer the carry holds, only the
-    /// chain head counts: it is re-read where another version may have added to the customer's
-    /// audit copy since the carry loaded it.
+    /// What the store holds of the batch's customers, with the chain heads of those the batch
+    /// may add to the audit copy of. For a customer the carry holds, only the chain head
+    /// counts: it is read where it was not yet, or where another version may have added to the
+    /// customer's audit copy since the carry read it.
     pub loaded: HashMap<String, LoadedCustomer>,
+    /// The chain head of a customer `loaded` does not list: `Read(None)` for a fold that
+    /// starts from nothing stored, `Unread` where the store was asked only for the heads the
+    /// batch may need.
+    pub unlisted_head: KnownHead,
     /// Customers with an open dead letter: all their events in this batch are held (the id).
     pub blocked: HashMap<String, i64>,
     /// The dead-letter id of each bad record of this batch, by position.
@@ -323,6 +340,13 @@ impl Carry {
     /// Whether `customer` is held (its stored rows are older than its state here).
     pub fn holds(&self, customer: &str) -> bool {
         self.working[shard_of(customer)].contains_key(customer.as_bytes())
+    }
+
+    /// Whether `customer` is held with its chain head read (when it was met, or since).
+    pub fn head_read(&self, customer: &str) -> bool {
+        self.working[shard_of(customer)]
+            .get(customer.as_bytes())
+            .is_some_and(|w| matches!(w.head, KnownHead::Read(_)))
     }
 
     /// Rows other than customers' waiting to be written.
@@ -518,6 +542,7 @@ fn event_id(stored: &StoredEvent) -> [u8; 16] {
 struct Shard<'a> {
     working: &'a mut FastMap<CustomerKey, Box<Working>>,
     loaded: &'a mut HashMap<String, LoadedCustomer>,
+    unlisted_head: KnownHead,
     blocked: &'a mut HashMap<String, i64>,
     dead_letters: &'a HashMap<(i32, i64), i64>,
     out: &'a mut BatchWrite,
@@ -567,7 +592,11 @@ impl Shard<'_> {
         let w = match self.working.get_mut(customer.as_bytes()) {
             Some(w) => w,
             None => {
-                let w = Working::new(stored.event.subject.clone(), self.loaded.remove(customer))?;
+                let w = Working::new(
+                    stored.event.subject.clone(),
+                    self.loaded.remove(customer),
+                    self.unlisted_head,
+                )?;
                 self.working
                     .entry(CustomerKey::new(customer))
                     .or_insert(Box::new(w))
@@ -592,14 +621,21 @@ impl Shard<'_> {
         if audited {
             return Ok(());
         }
-        // A held customer's head, re-read for this batch (see `Known::loaded`); a customer
-        // first met here took its entry when its working state was made.
-        if let Some(fresh) = self.loaded.remove(customer) {
-            w.head = fresh.head;
+        // A held customer's head, read for this batch (see `Known::loaded`); a customer first
+        // met here took its entry when its working state was made.
+        if let Some(LoadedCustomer {
+            head: fresh @ KnownHead::Read(_),
+            ..
+        }) = self.loaded.remove(customer)
+        {
+            w.head = fresh;
         }
-        let seq = w.head.map_or(1, |h| h.seq + 1);
-        let hash = chain_hash(w.head.as_ref().map(|h| &h.hash), &stored.bytes);
-        w.head = Some(ChainHead { seq, hash });
+        let KnownHead::Read(head) = w.head else {
+            return Err(FoldError::HeadUnread(customer.to_string()));
+        };
+        let seq = head.map_or(1, |h| h.seq + 1);
+        let hash = chain_hash(head.as_ref().map(|h| &h.hash), &stored.bytes);
+        w.head = KnownHead::Read(Some(ChainHead { seq, hash }));
         out.events.push(AuditRow {
             customer_id: customer.to_string(),
             seq,
@@ -641,6 +677,7 @@ pub fn fold_into(
         let mut folding = Shard {
             working: &mut carry.working[shard],
             loaded: &mut known.loaded,
+            unlisted_head: known.unlisted_head,
             blocked: &mut known.blocked,
             dead_letters: &known.dead_letters,
             out: &mut carry.out,
@@ -694,6 +731,7 @@ pub fn fold_by_customer(
     let mut records: Vec<Option<Record>> = records.into_iter().map(Some).collect();
     let Known {
         mut loaded,
+        unlisted_head,
         mut blocked,
         dead_letters,
         ..
@@ -703,6 +741,7 @@ pub fn fold_by_customer(
         let mut shard = Shard {
             working: &mut carry.working[customer.as_deref().map_or(0, shard_of)],
             loaded: &mut loaded,
+            unlisted_head,
             blocked: &mut blocked,
             dead_letters: &dead_letters,
             out: &mut carry.out,
@@ -780,6 +819,7 @@ pub fn fold_into_sharded(
         Shard {
             working: working_0,
             loaded: loaded_0,
+            unlisted_head: known.unlisted_head,
             blocked: blocked_0,
             dead_letters: &known.dead_letters,
             out: &mut carry.out,
@@ -790,6 +830,7 @@ pub fn fold_into_sharded(
         Shard {
             working: working_1,
             loaded: loaded_1,
+            unlisted_head: known.unlisted_head,
             blocked: blocked_1,
             dead_letters: &known.dead_letters,
             out: &mut other_out,
@@ -833,10 +874,10 @@ pub fn reevaluate(
         let mut stored = loaded.remove(&customer).unwrap_or(LoadedCustomer {
             state: None,
             summary: None,
-            head: None,
+            head: KnownHead::Unread,
         });
         stored.state = Some((format, bytes));
-        let mut w = Working::new(id, Some(stored))?;
+        let mut w = Working::new(id, Some(stored), KnownHead::Unread)?;
         if w.evaluated_at == Some(eval.as_of) {
             continue;
         }

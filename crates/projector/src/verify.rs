@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use clientlog_domain::Policies;
 use clientlog_eventlog::{EventLog, ReadError, StartOffsets};
-use clientlog_readstore::{AuditRow, CustomerRow, Lineage, ReadStore, StateRow};
+use clientlog_readstore::{AuditRow, CustomerRow, KnownHead, Lineage, ReadStore, StateRow};
 use futures::StreamExt as _;
 
 use crate::fold::{fold, Audited, Evaluation, Known, Record};
@@ -98,6 +98,7 @@ pub async fn verify(
     for (as_of, records) in by_at {
         let known = Known {
             loaded: HashMap::new(),
+            unlisted_head: KnownHead::Read(None),
             blocked: HashMap::new(),
             dead_letters: open.clone(),
             audited: Audited::default(),

@@ -12,7 +12,8 @@ use clientlog_eventlog::{
     AnyLog, BadRecord, EventLog, ReadError, SharedStartOffsets, StartOffsets, StoredEvent, WireMode,
 };
 use clientlog_readstore::{
-    BatchWrite, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore, CODE_VERSION,
+    BatchWrite, KnownHead, Lineage, NewDeadLetter, PolicyDocument, ProjectionVersion, ReadStore,
+    CODE_VERSION,
 };
 use foldhash::HashSet as FastSet;
 use futures::{FutureExt, StreamExt};
@@ -621,25 +622,24 @@ impl Projector {
         } else {
             Audited::default()
         };
-        // A carry folded in earlier transactions holds chain heads read then: where this batch
-        // may add to a held customer's audit copy, its head is read again (another version may
-        // have added to it since).
-        let stale_heads: Vec<&str> = if carried_over && (past_frontier || !audited.covers(&behind))
-        {
-            let mut held_customers: Vec<&str> = records
+        // Chain heads are read where this batch may add to a customer's audit copy: for a
+        // customer met here first, and for a held one whose head was not read yet or, in a
+        // carry folded in earlier transactions, was read then (another version may have added
+        // to the audit copy since).
+        let heads_of: Vec<&str> = if past_frontier || !audited.covers(&behind) {
+            let mut heads: Vec<&str> = records
                 .iter()
                 .filter(|r| audited.may_add(r))
                 .filter_map(Record::customer)
-                .filter(|&c| held.carry.holds(c))
+                .filter(|&c| !held.carry.holds(c) || carried_over || !held.carry.head_read(c))
                 .collect();
-            held_customers.sort_unstable();
-            held_customers.dedup();
-            held_customers
+            heads.sort_unstable();
+            heads.dedup();
+            heads
         } else {
             Vec::new()
         };
-        let to_load: Vec<&str> = customers.iter().chain(&stale_heads).copied().collect();
-        let loaded = tx.load_customers(version, &to_load).await?;
+        let loaded = tx.load_customers(version, &customers, &heads_of).await?;
         let loaded_at = Instant::now();
         // A batch with bad records writes their dead letters with everything held, so that no
         // one resolving them reads a customer's rows while newer ones are held here.
@@ -647,6 +647,7 @@ impl Projector {
         let write_now = last || hold == 0 || !dead_letters.is_empty();
         let known = Known {
             loaded,
+            unlisted_head: KnownHead::Unread,
             blocked,
             dead_letters,
             audited,
@@ -797,7 +798,7 @@ impl Projector {
             };
             after = Some(last.clone());
             let ids: Vec<&str> = page.iter().map(|(id, ..)| id.as_str()).collect();
-            let loaded = tx.load_customers(version, &ids).await?;
+            let loaded = tx.load_customers(version, &ids, &[]).await?;
             let count = page.len() as u64;
             let attached = attached.clone();
             let write: BatchWrite = tokio::task::spawn_blocking(move || {

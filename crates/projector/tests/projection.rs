@@ -17,7 +17,7 @@ use clientlog_projector::{
     resolve_dead_letter, Clock, Projector, ProjectorConfig, Record, Resolution, Resolve,
 };
 use clientlog_readstore::test_support::{Backend, TestStore};
-use clientlog_readstore::{AuditRow, BatchWrite, Cause, ReadStore, Snapshot};
+use clientlog_readstore::{AuditRow, BatchWrite, Cause, KnownHead, ReadStore, Snapshot};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -576,6 +576,42 @@ async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
     a.cleanup().await;
 }
 
+/// An event new to the audit copy is chained on from the customer's head, so the head must
+/// have been read: a fold whose look-ups left it unread fails and writes nothing, rather than
+/// start the customer's chain again at 1. Read (here: none stored), the chain starts at 1.
+#[test]
+fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
+    use clientlog_projector::fold::{fold, Audited, Evaluation, FoldError, Known};
+    use std::collections::HashMap;
+
+    let policies = Policies::defaults();
+    let lineage = clientlog_projector::lineage_of(&policies);
+    let eval = Evaluation {
+        policies: &policies,
+        lineage: &lineage,
+        as_of: AS_OF,
+    };
+    let known = |unlisted_head| Known {
+        loaded: HashMap::new(),
+        unlisted_head,
+        blocked: HashMap::new(),
+        dead_letters: HashMap::new(),
+        audited: Audited::default(),
+    };
+    let records = [stored(
+        1,
+        event_json("0190c6a8-0000-7000-8000-000000000001", "CUST-X", 1),
+    )];
+    match fold(&records, known(KnownHead::Unread), &eval, true) {
+        Err(FoldError::HeadUnread(customer)) => assert_eq!(customer, "CUST-X"),
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("folded without the chain head"),
+    }
+    let written = fold(&records, known(KnownHead::Read(None)), &eval, true).expect("fold");
+    assert_eq!(written.events.len(), 1);
+    assert_eq!(written.events[0].seq, 1);
+}
+
 /// A build that holds a customer over batches folded at different times writes the time of
 /// the customer's own last verdict, not that of the batch that writes it.
 #[test]
@@ -592,6 +628,7 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
     };
     let known = || Known {
         loaded: HashMap::new(),
+        unlisted_head: KnownHead::Read(None),
         blocked: HashMap::new(),
         dead_letters: HashMap::new(),
         audited: Audited::default(),
@@ -676,6 +713,7 @@ fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     };
     let known = || Known {
         loaded: HashMap::new(),
+        unlisted_head: KnownHead::Read(None),
         blocked: HashMap::from([("CUST-11".to_string(), 1)]),
         dead_letters: HashMap::from([((0, bad_position), 2)]),
         audited: Audited::Ids(HashMap::from([(audited_id, audited_position)])),

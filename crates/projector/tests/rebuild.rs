@@ -113,6 +113,7 @@ both_backends!(
     a_build_holding_customers_in_memory_writes_what_a_batch_by_batch_build_writes,
     a_held_build_whose_checkpoint_another_writer_moved_writes_nothing,
     a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it_is,
+    a_live_version_catching_up_behind_the_audit_copy_reads_a_head_before_adding_to_its_chain,
     two_projectors_of_one_version_apply_each_event_once,
     a_live_projector_catching_up_holds_customers_and_writes_them_when_stopped,
     replay_uses_the_policies_live_then,
@@ -568,6 +569,82 @@ async fn a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it
     log.close().await;
     store.close().await;
     a.cleanup().await;
+}
+
+/// A live version catching up at start holds its customers in one open transaction. Behind
+/// the audit frontier (another version applied those events first) it reads no chain heads;
+/// a customer met there whose later events it is the first to apply has its head read before
+/// its chain goes on. Every chain is whole, and the rows equal a projection that wrote every
+/// batch.
+async fn a_live_version_catching_up_behind_the_audit_copy_reads_a_head_before_adding_to_its_chain(
+    test: &str,
+    backend: Backend,
+) {
+    let Some((a, b)) = TestStore::pair(test, backend).await else {
+        return;
+    };
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    let batches = demo_batches(20, 6, 5);
+    let (first, rest) = batches.split_at(batches.len() / 2);
+    for batch in first {
+        log.append(batch).await.expect("append");
+    }
+    let store = a.open().await.expect("store");
+    let live = Projector::new(store.clone(), Policies::defaults())
+        .await
+        .expect("live");
+    // A candidate applies the first part before the live version does: the audit copy holds it.
+    let candidate = Projector::candidate(store.clone(), loyalty_policies())
+        .await
+        .expect("candidate");
+    candidate
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("candidate run");
+    for batch in rest {
+        log.append(batch).await.expect("append");
+    }
+    let holding = ProjectorConfig {
+        batch_size: 25,
+        batch_wait: Duration::ZERO,
+        hold_customers: 1_000,
+        ..config(true)
+    };
+    live.run(&log, &holding, CancellationToken::new())
+        .await
+        .expect("the live version catches up");
+    assert_eq!(
+        store.verify_chains().await.expect("chains"),
+        Vec::<(String, i64)>::new(),
+        "every chain is whole"
+    );
+
+    let expected_store = b.open().await.expect("reference store");
+    let reference = Projector::new(expected_store.clone(), Policies::defaults())
+        .await
+        .expect("reference");
+    reference
+        .run(&log, &config(true), CancellationToken::new())
+        .await
+        .expect("batch-by-batch run");
+    let caught_up = store.snapshot(live.version()).await.expect("caught up");
+    let expected = expected_store
+        .snapshot(reference.version())
+        .await
+        .expect("reference snapshot");
+    assert_eq!(caught_up.customers, expected.customers);
+    assert_eq!(caught_up.states, expected.states);
+    assert_eq!(caught_up.events, expected.events);
+    assert_eq!(caught_up.transitions, expected.transitions);
+    assert_eq!(caught_up.checkpoints, expected.checkpoints);
+
+    log.close().await;
+    store.close().await;
+    expected_store.close().await;
+    a.cleanup().await;
+    b.cleanup().await;
 }
 
 /// The live projector catching up with the log's end at start holds its customers across

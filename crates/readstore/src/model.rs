@@ -162,6 +162,16 @@ pub struct ChainHead {
     pub hash: [u8; 32],
 }
 
+/// What a batch knows of a customer's chain head. It is read only where the batch may add to
+/// the customer's audit copy: a rebuild behind the audit frontier adds nothing, and reading
+/// the head of every customer it meets would cost a look-up in the audit copy each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownHead {
+    Unread,
+    /// The last row of the customer's audit copy, if it has one.
+    Read(Option<ChainHead>),
+}
+
 /// What caused a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -195,7 +205,7 @@ pub struct LoadedCustomer {
     pub state: Option<(i64, Vec<u8>)>,
     /// The stored verdict's grade, stage and risk band, and its as_of.
     pub summary: Option<Summary>,
-    pub head: Option<ChainHead>,
+    pub head: KnownHead,
 }
 
 /// What a batch needs of a stored customers row: the values its list indexes cover (grade,

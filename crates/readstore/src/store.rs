@@ -1050,19 +1050,22 @@ impl StoreTx {
         per_backend!(self.inner, TxBackend, tx => tx.rollback().await.map_err(db("rolling back")))
     }
 
-    /// What the store holds about `customers` in `version`: state, verdict summary, chain head.
+    /// What the store holds about `customers` in `version` (state, verdict summary), and the
+    /// chain heads of `heads_of`. A customer is in the map if something was found of it or its
+    /// head was read (`KnownHead::Read`, `None` for a customer without an audit copy).
     pub async fn load_customers(
         &mut self,
         version: i64,
         customers: &[&str],
+        heads_of: &[&str],
     ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
-        if customers.is_empty() {
+        if customers.is_empty() && heads_of.is_empty() {
             return Ok(HashMap::new());
         }
         let c = match &mut self.inner {
             TxBackend::Sqlite(c) => {
                 return sqlite_tx::run(c, |conn| {
-                    sqlite_tx::load_customers(conn, version, customers)
+                    sqlite_tx::load_customers(conn, version, customers, heads_of)
                 })
                 .await
             }
@@ -1074,62 +1077,68 @@ impl StoreTx {
             loaded.entry(id).or_insert(LoadedCustomer {
                 state: None,
                 summary: None,
-                head: None,
+                head: KnownHead::Unread,
             })
         }
-        let verdicts = sqlx::query(&format!(
-            "SELECT customer_id, {}, evaluated_at, log_partition, log_offset, state_format, \
-             state FROM customers WHERE version = $1 AND customer_id = ANY($2)",
-            INDEXED_COLUMNS.join(", ")
-        ))
-        .bind(version)
-        .bind(customers)
-        .fetch_all(&mut **c)
-        .await
-        .map_err(db("loading verdicts"))?;
-        for r in verdicts {
-            let e = || db("loading a verdict");
-            let id: String = r.try_get(0).map_err(e())?;
-            let partition: i64 = r.try_get(12).map_err(e())?;
-            let state_format: Option<i64> = r.try_get(14).map_err(e())?;
-            let state: Option<Vec<u8>> = r.try_get(15).map_err(e())?;
-            let found = entry(&mut loaded, id);
-            found.state = state_format.zip(state);
-            found.summary = Some(Summary {
-                keys: ListKeys {
-                    owner: r.try_get(1).map_err(e())?,
-                    segment: r.try_get(2).map_err(e())?,
-                    region: r.try_get(3).map_err(e())?,
-                    grade: r.try_get(4).map_err(e())?,
-                    score: r.try_get(5).map_err(e())?,
-                    grade_inputs: r.try_get(6).map_err(e())?,
-                    stage: r.try_get(7).map_err(e())?,
-                    last_activity_on: r.try_get(8).map_err(e())?,
-                    risk_band: r.try_get(9).map_err(e())?,
-                    risk: r.try_get(10).map_err(e())?,
-                },
-                evaluated_at: r.try_get(11).map_err(e())?,
-                log_partition: partition as i32,
-                log_offset: r.try_get(13).map_err(e())?,
-            });
+        if !customers.is_empty() {
+            let verdicts = sqlx::query(&format!(
+                "SELECT customer_id, {}, evaluated_at, log_partition, log_offset, state_format, \
+                 state FROM customers WHERE version = $1 AND customer_id = ANY($2)",
+                INDEXED_COLUMNS.join(", ")
+            ))
+            .bind(version)
+            .bind(customers)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(db("loading verdicts"))?;
+            for r in verdicts {
+                let e = || db("loading a verdict");
+                let id: String = r.try_get(0).map_err(e())?;
+                let partition: i64 = r.try_get(12).map_err(e())?;
+                let state_format: Option<i64> = r.try_get(14).map_err(e())?;
+                let state: Option<Vec<u8>> = r.try_get(15).map_err(e())?;
+                let found = entry(&mut loaded, id);
+                found.state = state_format.zip(state);
+                found.summary = Some(Summary {
+                    keys: ListKeys {
+                        owner: r.try_get(1).map_err(e())?,
+                        segment: r.try_get(2).map_err(e())?,
+                        region: r.try_get(3).map_err(e())?,
+                        grade: r.try_get(4).map_err(e())?,
+                        score: r.try_get(5).map_err(e())?,
+                        grade_inputs: r.try_get(6).map_err(e())?,
+                        stage: r.try_get(7).map_err(e())?,
+                        last_activity_on: r.try_get(8).map_err(e())?,
+                        risk_band: r.try_get(9).map_err(e())?,
+                        risk: r.try_get(10).map_err(e())?,
+                    },
+                    evaluated_at: r.try_get(11).map_err(e())?,
+                    log_partition: partition as i32,
+                    log_offset: r.try_get(13).map_err(e())?,
+                });
+            }
         }
-
-        let heads = sqlx::query(
-            "SELECT wanted.id, head.seq, head.hash FROM UNNEST($1::text[]) AS wanted(id), \
-             LATERAL (SELECT seq, hash FROM customer_events e WHERE e.customer_id = wanted.id \
-             ORDER BY seq DESC LIMIT 1) AS head",
-        )
-        .bind(customers)
-        .fetch_all(&mut **c)
-        .await
-        .map_err(db("loading chain heads"))?;
-        for r in heads {
-            let e = || db("loading a chain head");
-            let id: String = r.try_get(0).map_err(e())?;
-            entry(&mut loaded, id).head = Some(ChainHead {
-                seq: r.try_get(1).map_err(e())?,
-                hash: hash32(r.try_get(2).map_err(e())?)?,
-            });
+        if !heads_of.is_empty() {
+            for &id in heads_of {
+                entry(&mut loaded, id.to_string()).head = KnownHead::Read(None);
+            }
+            let heads = sqlx::query(
+                "SELECT wanted.id, head.seq, head.hash FROM UNNEST($1::text[]) AS wanted(id), \
+                 LATERAL (SELECT seq, hash FROM customer_events e WHERE e.customer_id = wanted.id \
+                 ORDER BY seq DESC LIMIT 1) AS head",
+            )
+            .bind(heads_of)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(db("loading chain heads"))?;
+            for r in heads {
+                let e = || db("loading a chain head");
+                let id: String = r.try_get(0).map_err(e())?;
+                entry(&mut loaded, id).head = KnownHead::Read(Some(ChainHead {
+                    seq: r.try_get(1).map_err(e())?,
+                    hash: hash32(r.try_get(2).map_err(e())?)?,
+                }));
+            }
         }
         Ok(loaded)
     }

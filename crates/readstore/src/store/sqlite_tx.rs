@@ -21,7 +21,7 @@ use super::{
     FEED_END, HELD_CONFLICT, HELD_INSERT, INDEXED_COLUMNS, TRANSITIONS_INSERT,
 };
 use crate::error::{db, sqlite, StoreError};
-use crate::model::{BatchWrite, ChainHead, ListKeys, LoadedCustomer, Summary};
+use crate::model::{BatchWrite, ChainHead, KnownHead, ListKeys, LoadedCustomer, Summary};
 
 /// Runs `f` on the connection of `tx`, inside its open transaction.
 pub(super) async fn run<T>(
@@ -51,49 +51,58 @@ pub(super) fn load_customers(
     conn: &rusqlite::Connection,
     version: i64,
     customers: &[&str],
+    heads_of: &[&str],
 ) -> Result<HashMap<String, LoadedCustomer>, StoreError> {
     let context = "loading the batch's customers";
-    let mut row = conn
-        .prepare(&format!(
-            "SELECT {}, evaluated_at, log_partition, log_offset, state_format, state \
-             FROM customers WHERE version = ?1 AND customer_id = ?2",
-            INDEXED_COLUMNS.join(", ")
-        ))
-        .map_err(sqlite(context))?;
-    // The chain head is the last row of the customer's audit copy.
-    let mut head = conn
-        .prepare(
-            "SELECT seq, hash FROM customer_events WHERE customer_id = ?1 \
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .map_err(sqlite(context))?;
     let mut loaded = HashMap::with_capacity(customers.len());
-    for &customer in customers {
-        let stored = row
-            .query_row(params![version, customer], |r| {
-                let n = INDEXED_COLUMNS.len();
-                let state_format: Option<i64> = r.get(n + 3)?;
-                let state: Option<Vec<u8>> = r.get(n + 4)?;
-                Ok((
-                    Summary {
-                        keys: list_keys(r)?,
-                        evaluated_at: r.get(n)?,
-                        log_partition: r.get(n + 1)?,
-                        log_offset: r.get(n + 2)?,
-                    },
-                    state_format.zip(state),
-                ))
-            })
-            .optional()
+    if !customers.is_empty() {
+        let mut row = conn
+            .prepare(&format!(
+                "SELECT {}, evaluated_at, log_partition, log_offset, state_format, state \
+                 FROM customers WHERE version = ?1 AND customer_id = ?2",
+                INDEXED_COLUMNS.join(", ")
+            ))
             .map_err(sqlite(context))?;
-        let (summary, state) = match stored {
-            Some((summary, state)) => (Some(summary), state),
-            None => (None, None),
-        };
-        let found = LoadedCustomer {
-            state,
-            summary,
-            head: head
+        for &customer in customers {
+            let stored = row
+                .query_row(params![version, customer], |r| {
+                    let n = INDEXED_COLUMNS.len();
+                    let state_format: Option<i64> = r.get(n + 3)?;
+                    let state: Option<Vec<u8>> = r.get(n + 4)?;
+                    Ok((
+                        Summary {
+                            keys: list_keys(r)?,
+                            evaluated_at: r.get(n)?,
+                            log_partition: r.get(n + 1)?,
+                            log_offset: r.get(n + 2)?,
+                        },
+                        state_format.zip(state),
+                    ))
+                })
+                .optional()
+                .map_err(sqlite(context))?;
+            if let Some((summary, state)) = stored {
+                loaded.insert(
+                    customer.to_string(),
+                    LoadedCustomer {
+                        state,
+                        summary: Some(summary),
+                        head: KnownHead::Unread,
+                    },
+                );
+            }
+        }
+    }
+    if !heads_of.is_empty() {
+        // The chain head is the last row of the customer's audit copy.
+        let mut head = conn
+            .prepare(
+                "SELECT seq, hash FROM customer_events WHERE customer_id = ?1 \
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(sqlite(context))?;
+        for &customer in heads_of {
+            let found = head
                 .query_row([customer], |r| {
                     Ok(ChainHead {
                         seq: r.get(0)?,
@@ -101,10 +110,15 @@ pub(super) fn load_customers(
                     })
                 })
                 .optional()
-                .map_err(sqlite(context))?,
-        };
-        if found.state.is_some() || found.summary.is_some() || found.head.is_some() {
-            loaded.insert(customer.to_string(), found);
+                .map_err(sqlite(context))?;
+            loaded
+                .entry(customer.to_string())
+                .or_insert(LoadedCustomer {
+                    state: None,
+                    summary: None,
+                    head: KnownHead::Unread,
+                })
+                .head = KnownHead::Read(found);
         }
     }
     Ok(loaded)
