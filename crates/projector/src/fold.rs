@@ -412,18 +412,43 @@ impl Carry {
 
     /// Every row to write, customers in id order.
     pub fn finish(self, eval: &Evaluation<'_>) -> BatchWrite {
-        let mut out = self.out;
-        let mut customers: Vec<Box<Working>> = self
-            .working
+        self.finish_in_parts(eval, usize::MAX, |_| true)
+    }
+
+    /// [`Carry::finish`], handing rows to `emit` in parts of `chunk` rows while the rest are
+    /// finished (until `emit` says no more): the transitions first, then the customers in id
+    /// order. Returns what is left, with the checkpoints. A build writes what it holds at its
+    /// end this way, so that the writer need not wait for every customer's verdict.
+    pub fn finish_in_parts(
+        mut self,
+        eval: &Evaluation<'_>,
+        chunk: usize,
+        mut emit: impl FnMut(BatchWrite) -> bool,
+    ) -> BatchWrite {
+        transitions_by_customer(&mut self.out);
+        let mut transitions = std::mem::take(&mut self.out.transitions).into_iter();
+        while transitions.len() > chunk {
+            let part = BatchWrite {
+                transitions: transitions.by_ref().take(chunk).collect(),
+                ..BatchWrite::default()
+            };
+            if !emit(part) {
+                return BatchWrite::default();
+            }
+        }
+        self.out.transitions = transitions.collect();
+        let mut customers: Vec<Box<Working>> = std::mem::take(&mut self.working)
             .into_iter()
             .flat_map(FastMap::into_values)
             .collect();
         customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-        for w in customers {
-            finish(*w, eval, &mut out);
+        for (i, w) in customers.into_iter().enumerate() {
+            finish(*w, eval, &mut self.out);
+            if (i + 1) % chunk == 0 && !emit(self.take_rows()) {
+                return BatchWrite::default();
+            }
         }
-        transitions_by_customer(&mut out);
-        out
+        self.out
     }
 }
 

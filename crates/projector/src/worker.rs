@@ -169,6 +169,9 @@ struct Held {
 /// Records a batch written at once folds before it hands the rows they completed to the writer.
 const STREAMED_RECORDS: usize = 2_000;
 
+/// Rows (transitions, or customers finished) per part when a carry is written.
+const FINISHED_ROWS: usize = 5_000;
+
 /// Customers whose re-evaluation goes in one transaction.
 const REEVALUATE_PAGE: i64 = 2_000;
 
@@ -662,7 +665,8 @@ impl Projector {
         // copy, transitions, and each customer's rows after its records) to this task, which
         // writes them while the fold goes on with the next customers. A batch that holds its
         // customers streams its audit rows the same way if it has any to write (past the
-        // audit frontier); if not, it folds on both cores.
+        // audit frontier); if not, it folds on both cores. A carry written at the end is
+        // streamed too, as its customers are finished.
         let (parts, mut written_parts) = mpsc::channel::<BatchWrite>(2);
         let folding = {
             let attached = attached.clone();
@@ -698,7 +702,11 @@ impl Projector {
                     || carry.customers() >= hold
                     || carry.pending_rows() >= HELD_ROWS
                 {
-                    Ok::<_, ProjectorError>((None, Some(carry.finish(&eval)), applied, held_events))
+                    // Its rows go to the writer in parts as the customers are finished.
+                    let last = carry.finish_in_parts(&eval, FINISHED_ROWS, |rows| {
+                        parts.blocking_send(rows).is_ok()
+                    });
+                    Ok::<_, ProjectorError>((None, Some(last), applied, held_events))
                 } else {
                     Ok((Some(carry), None, applied, held_events))
                 }

@@ -612,6 +612,68 @@ fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
     assert_eq!(written.events[0].seq, 1);
 }
 
+/// A carry finished in parts hands the writer every row that finishing it at once gives:
+/// the transitions in customer order first, then the customers in id order, in parts of the
+/// size asked for, and the checkpoints in what is left.
+#[test]
+fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
+    use clientlog_projector::fold::{fold_into, Audited, Carry, Evaluation, Known};
+    use clientlog_readstore::BatchWrite;
+    use std::collections::HashMap;
+
+    let policies = Policies::defaults();
+    let lineage = clientlog_projector::lineage_of(&policies);
+    let eval = Evaluation {
+        policies: &policies,
+        lineage: &lineage,
+        as_of: AS_OF,
+    };
+    let records: Vec<Record> = (0..120_u64)
+        .map(|n| {
+            stored(
+                n as i64 + 1,
+                event_json(
+                    &format!("0190c6a8-0000-7000-8000-{n:012}"),
+                    &format!("CUST-{:02}", n % 24),
+                    n + 1,
+                ),
+            )
+        })
+        .collect();
+    let carry = || {
+        let mut known = Known {
+            loaded: HashMap::new(),
+            unlisted_head: KnownHead::Read(None),
+            blocked: HashMap::new(),
+            dead_letters: HashMap::new(),
+            audited: Audited::default(),
+        };
+        let mut carry = Carry::default();
+        fold_into(&records, &mut known, &eval, true, &mut carry).expect("fold");
+        carry
+    };
+    let whole = carry().finish(&eval);
+    let mut parts: Vec<BatchWrite> = Vec::new();
+    let last = carry().finish_in_parts(&eval, 7, |part| {
+        parts.push(part);
+        true
+    });
+    assert!(parts.len() > 4, "{} parts", parts.len());
+    assert!(parts
+        .iter()
+        .all(|p| p.customers.is_empty() || p.customers.len() == 7));
+    assert!(parts.iter().all(|p| p.checkpoints.is_empty()));
+    assert_eq!(last.checkpoints, whole.checkpoints);
+    parts.push(last);
+    let customers: Vec<_> = parts.iter().flat_map(|p| p.customers.clone()).collect();
+    let states: Vec<_> = parts.iter().flat_map(|p| p.states.clone()).collect();
+    let transitions: Vec<_> = parts.iter().flat_map(|p| p.transitions.clone()).collect();
+    assert_eq!(customers, whole.customers);
+    assert_eq!(states, whole.states);
+    assert_eq!(transitions, whole.transitions);
+    assert_eq!(whole.customers.len(), 24);
+}
+
 /// A build that holds a customer over batches folded at different times writes the time of
 /// the customer's own last verdict, not that of the batch that writes it.
 #[test]
