@@ -76,9 +76,10 @@ impl CustomerCard {
         let today = verdict.as_of_day;
         let month = month_of_day(today);
         let sales = |months: i32| -> u64 {
-            ((month - months)..month)
-                .map(|m| state.purchases.months.get(m))
-                .sum()
+            state
+                .purchases
+                .months
+                .fold(month - 1, months, 0, |total, minor| total + minor)
         };
         let text = |v: &Option<crate::state::Stamped<crate::values::Label>>| {
             v.as_ref().map(|s| s.value.as_str().to_string())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{day_of, Day, Month};
 use crate::event::Severity;
 use crate::policy::{Factor, GradingPolicy};
-use crate::state::{CustomerState, Stamped};
+use crate::state::{CustomerState, MonthWindow, Stamped};
 use crate::values::Currency;
 use crate::verdict::{FactorDetail, FactorScore, Grade};
 
@@ -47,9 +47,14 @@ pub struct GradeInputs {
 }
 
 /// Sum of `value` over the `n` complete months before `month`, and over the `n` before those.
-pub(crate) fn compare_windows(month: Month, n: u8, value: impl Fn(Month) -> u64) -> (u64, u64) {
+pub(crate) fn compare_windows<T: Copy + Default>(
+    month: Month,
+    n: u8,
+    months: &MonthWindow<T>,
+    value: impl Fn(T) -> u64,
+) -> (u64, u64) {
     let n = i32::from(n);
-    let sum = |last: Month| ((last - n + 1)..=last).map(&value).sum::<u64>();
+    let sum = |last: Month| months.fold(last, n, 0, |total, v| total + value(v));
     (sum(month - 1), sum(month - 1 - n))
 }
 
@@ -72,19 +77,30 @@ impl GradeInputs {
         month: Month,
     ) -> Self {
         let purchases = &state.purchases;
-        let sales = |m: Month| purchases.months.get(m);
-        let (sales_window_minor, _) =
-            compare_windows(month, policy.monthly_sales.window_months, sales);
-        let (growth_recent_minor, growth_earlier_minor) =
-            compare_windows(month, policy.sales_growth.window_months, sales);
+        let sales = |minor: u64| minor;
+        let (sales_window_minor, _) = compare_windows(
+            month,
+            policy.monthly_sales.window_months,
+            &purchases.months,
+            sales,
+        );
+        let (growth_recent_minor, growth_earlier_minor) = compare_windows(
+            month,
+            policy.sales_growth.window_months,
+            &purchases.months,
+            sales,
+        );
         let assessed = |s: &Option<Stamped<u8>>| s.as_ref().map(|s| (s.value, day_of(s.at)));
-        let mut complaints_filed = [0u32; 4];
-        for m in (month - 12)..month {
-            let filed = state.complaints.months.get(m).filed;
-            for (total, n) in complaints_filed.iter_mut().zip(filed) {
-                *total += u32::from(n);
-            }
-        }
+        let complaints_filed =
+            state
+                .complaints
+                .months
+                .fold(month - 1, 12, [0u32; 4], |mut totals, filed_in| {
+                    for (total, n) in totals.iter_mut().zip(filed_in.filed) {
+                        *total += u32::from(n);
+                    }
+                    totals
+                });
         Self {
             sales_window_months: policy.monthly_sales.window_months,
             sales_window_minor,
@@ -99,9 +115,11 @@ impl GradeInputs {
             tenure_months: purchases.days.first().map_or(0.0, |first| {
                 f64::from((today - first).max(0)) / DAYS_PER_MONTH
             }),
-            active_months: ((month - 12)..month)
-                .filter(|&m| purchases.order_months.get(m) > 0)
-                .count() as u8,
+            active_months: purchases
+                .order_months
+                .fold(month - 1, 12, 0, |active, orders| {
+                    active + u8::from(orders > 0)
+                }),
             complaints_filed,
             unsatisfied: state.complaints.unsatisfied,
         }

@@ -88,9 +88,16 @@ impl<T: Copy + Default> MonthWindow<T> {
         }
     }
 
-    /// Folds the `count` months ending with `last`.
-    pub fn sum<A>(&self, last: Month, count: i32, init: A, f: impl Fn(A, T) -> A) -> A {
-        ((last - count + 1)..=last).fold(init, |acc, m| f(acc, self.get(m)))
+    /// Folds the values of those of the `count` months ending with `last` that are in the
+    /// window, oldest first. A month outside it holds the default, which must leave `f`'s
+    /// accumulator as it is (a sum, a count of months with something in them): a verdict at a
+    /// date long after the customer's last month folds nothing.
+    pub fn fold<A>(&self, last: Month, count: i32, init: A, f: impl Fn(A, T) -> A) -> A {
+        if self.latest == Month::MIN {
+            return init;
+        }
+        let first = (last - count + 1).max(self.latest - MONTHS as i32 + 1);
+        (first..=last.min(self.latest)).fold(init, |acc, m| f(acc, self.slots[Self::slot(m)]))
     }
 }
 
@@ -617,6 +624,25 @@ impl CustomerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_a_window_agrees_with_month_by_month() {
+        let mut window = MonthWindow::<u64>::default();
+        assert_eq!(window.fold(100, 13, 0, |t, v| t + v), 0, "empty window");
+        for (month, value) in [(90, 1), (95, 10), (100, 100), (101, 1_000), (104, 10_000)] {
+            window.update(month, |v| *v += value);
+        }
+        for last in 70..130 {
+            for count in 0..30 {
+                let naive: u64 = ((last - count + 1)..=last).map(|m| window.get(m)).sum();
+                assert_eq!(
+                    window.fold(last, count, 0, |t, v| t + v),
+                    naive,
+                    "{count} months to {last}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn counting_days_by_words_agrees_with_day_by_day() {

@@ -542,7 +542,9 @@ fn stage(
         return (Stage::Declining, last + decline_after, rule);
     }
     let (recent, earlier) =
-        compare_windows(month, d.window_months, |m| state.purchases.months.get(m));
+        compare_windows(month, d.window_months, &state.purchases.months, |minor| {
+            minor
+        });
     let drop = drop_percent(recent, earlier);
     if drop >= d.sales_drop_percent {
         let since = first_day_of_month(month - i32::from(d.window_months));
@@ -644,7 +646,9 @@ fn churn_risk(
     // Falling purchases.
     let f = &policy.falling_purchases;
     let (recent, earlier) =
-        compare_windows(month, f.window_months, |m| state.purchases.months.get(m));
+        compare_windows(month, f.window_months, &state.purchases.months, |minor| {
+            minor
+        });
     let drop = drop_percent(recent, earlier);
     if drop >= f.min_drop_percent {
         risk.push(
@@ -675,9 +679,12 @@ fn churn_risk(
         );
     }
     // The last N complete months: unlike sentiment, the as_of month does not count.
-    let unsatisfied: u32 = (1..=i32::from(c.unsatisfied_window_months))
-        .map(|back| u32::from(state.complaints.months.get(month - back).unsatisfied))
-        .sum();
+    let unsatisfied = state.complaints.months.fold(
+        month - 1,
+        i32::from(c.unsatisfied_window_months),
+        0,
+        |n, m| n + u32::from(m.unsatisfied),
+    );
     risk.push(
         RiskFactor::UnsatisfiedResolution,
         (f64::from(unsatisfied) * c.unsatisfied_points).min(100.0),
@@ -748,9 +755,12 @@ fn churn_risk(
 
     // Negative sentiment, counting the as_of month.
     let s = &policy.sentiment;
-    let negative: u32 = (0..i32::from(s.window_months))
-        .map(|back| u32::from(state.interactions.months.get(month - back).negative))
-        .sum();
+    let negative = state
+        .interactions
+        .months
+        .fold(month, i32::from(s.window_months), 0, |n, m| {
+            n + u32::from(m.negative)
+        });
     risk.push(
         RiskFactor::NegativeSentiment,
         (f64::from(negative) * s.points_per_negative).min(s.max_points),
@@ -762,9 +772,10 @@ fn churn_risk(
 
     // Fading engagement.
     let e = &policy.engagement;
-    let (recent, earlier) = compare_windows(month, e.window_months, |m| {
-        u64::from(state.interactions.months.get(m).count)
-    });
+    let (recent, earlier) =
+        compare_windows(month, e.window_months, &state.interactions.months, |m| {
+            u64::from(m.count)
+        });
     let drop = drop_percent(recent, earlier);
     if drop >= e.min_drop_percent {
         risk.push(
