@@ -248,6 +248,17 @@ fn event_json(id: &str, customer: &str, n: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// What a batch knows when the store holds nothing: no rows, no chain heads, no dead letters.
+fn nothing_known() -> clientlog_projector::fold::Known {
+    clientlog_projector::fold::Known {
+        loaded: std::collections::HashMap::new(),
+        unlisted_head: KnownHead::Read(None),
+        blocked: std::collections::HashMap::new(),
+        dead_letters: std::collections::HashMap::new(),
+        audited: clientlog_projector::fold::Audited::default(),
+    }
+}
+
 fn stored(position: i64, bytes: Vec<u8>) -> Record {
     stored_in(0, position, bytes)
 }
@@ -581,8 +592,7 @@ async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
 /// start the customer's chain again at 1. Read (here: none stored), the chain starts at 1.
 #[test]
 fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
-    use clientlog_projector::fold::{fold, Audited, Evaluation, FoldError, Known};
-    use std::collections::HashMap;
+    use clientlog_projector::fold::{fold, Evaluation, FoldError, Known};
 
     let policies = Policies::defaults();
     let lineage = clientlog_projector::lineage_of(&policies);
@@ -592,11 +602,8 @@ fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
         as_of: AS_OF,
     };
     let known = |unlisted_head| Known {
-        loaded: HashMap::new(),
         unlisted_head,
-        blocked: HashMap::new(),
-        dead_letters: HashMap::new(),
-        audited: Audited::default(),
+        ..nothing_known()
     };
     let records = [stored(
         1,
@@ -617,9 +624,8 @@ fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
 /// size asked for, and the checkpoints in what is left.
 #[test]
 fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
-    use clientlog_projector::fold::{fold_into, Audited, Carry, Evaluation, Known};
+    use clientlog_projector::fold::{fold_into, Carry, Evaluation};
     use clientlog_readstore::BatchWrite;
-    use std::collections::HashMap;
 
     let policies = Policies::defaults();
     let lineage = clientlog_projector::lineage_of(&policies);
@@ -641,13 +647,7 @@ fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
         })
         .collect();
     let carry = || {
-        let mut known = Known {
-            loaded: HashMap::new(),
-            unlisted_head: KnownHead::Read(None),
-            blocked: HashMap::new(),
-            dead_letters: HashMap::new(),
-            audited: Audited::default(),
-        };
+        let mut known = nothing_known();
         let mut carry = Carry::default();
         fold_into(&records, &mut known, &eval, true, &mut carry).expect("fold");
         carry
@@ -678,7 +678,7 @@ fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
 /// the customer's own last verdict, not that of the batch that writes it.
 #[test]
 fn a_held_customer_keeps_the_time_of_its_last_verdict() {
-    use clientlog_projector::fold::{fold_into, Audited, Carry, Evaluation, Known};
+    use clientlog_projector::fold::{fold_into, Carry, Evaluation};
     use std::collections::HashMap;
 
     let policies = Policies::defaults();
@@ -688,13 +688,7 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
         lineage: &lineage,
         as_of,
     };
-    let known = || Known {
-        loaded: HashMap::new(),
-        unlisted_head: KnownHead::Read(None),
-        blocked: HashMap::new(),
-        dead_letters: HashMap::new(),
-        audited: Audited::default(),
-    };
+    let known = nothing_known;
     let later = AS_OF + 2 * 86_400;
     let x = stored(
         1,

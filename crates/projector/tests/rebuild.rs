@@ -92,6 +92,26 @@ async fn project_live(a: &TestStore, log: &SqliteLog) -> (ReadStore, Projector) 
     (store, live)
 }
 
+/// Asserts that `version` of `store` holds the rows `expected_version` of `expected` holds:
+/// customers, states, audit copy, transitions and checkpoints.
+async fn assert_same_models(
+    store: &ReadStore,
+    version: i64,
+    expected: &ReadStore,
+    expected_version: i64,
+) {
+    let caught_up = store.snapshot(version).await.expect("caught up");
+    let expected = expected
+        .snapshot(expected_version)
+        .await
+        .expect("reference snapshot");
+    assert_eq!(caught_up.customers, expected.customers);
+    assert_eq!(caught_up.states, expected.states);
+    assert_eq!(caught_up.events, expected.events);
+    assert_eq!(caught_up.transitions, expected.transitions);
+    assert_eq!(caught_up.checkpoints, expected.checkpoints);
+}
+
 async fn wait_until_projected(store: &ReadStore, log: &SqliteLog, version: i64) {
     let last = log.high_water_marks().await.expect("hwm")[&0] - 1;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -621,24 +641,8 @@ async fn a_live_version_catching_up_behind_the_audit_copy_reads_a_head_before_ad
         "every chain is whole"
     );
 
-    let expected_store = b.open().await.expect("reference store");
-    let reference = Projector::new(expected_store.clone(), Policies::defaults())
-        .await
-        .expect("reference");
-    reference
-        .run(&log, &config(true), CancellationToken::new())
-        .await
-        .expect("batch-by-batch run");
-    let caught_up = store.snapshot(live.version()).await.expect("caught up");
-    let expected = expected_store
-        .snapshot(reference.version())
-        .await
-        .expect("reference snapshot");
-    assert_eq!(caught_up.customers, expected.customers);
-    assert_eq!(caught_up.states, expected.states);
-    assert_eq!(caught_up.events, expected.events);
-    assert_eq!(caught_up.transitions, expected.transitions);
-    assert_eq!(caught_up.checkpoints, expected.checkpoints);
+    let (expected_store, reference) = project_live(&b, &log).await;
+    assert_same_models(&store, live.version(), &expected_store, reference.version()).await;
 
     log.close().await;
     store.close().await;
@@ -754,16 +758,7 @@ async fn a_live_projector_catching_up_holds_customers_and_writes_them_when_stopp
         })
     };
     wait_until_projected(&store, &log, live.version()).await;
-    let caught_up = store.snapshot(live.version()).await.expect("caught up");
-    let expected = expected_store
-        .snapshot(reference.version())
-        .await
-        .expect("reference snapshot");
-    assert_eq!(caught_up.customers, expected.customers);
-    assert_eq!(caught_up.states, expected.states);
-    assert_eq!(caught_up.events, expected.events);
-    assert_eq!(caught_up.transitions, expected.transitions);
-    assert_eq!(caught_up.checkpoints, expected.checkpoints);
+    assert_same_models(&store, live.version(), &expected_store, reference.version()).await;
 
     let later = AppendEvent::from_bytes(
         clientlog_eventlog::test_support::purchase_json("CUST-LATE", 1).into_bytes(),
