@@ -55,7 +55,7 @@ pub async fn resolve_dead_letter(
     };
     if action == Resolve::Retry {
         match Event::decode(&letter.bytes) {
-            Ok(event) => records.push(Record::Event(Box::new(StoredEvent {
+            Ok(event) => records.push(Record::Event(StoredEvent {
                 position,
                 bytes: letter.bytes.clone(),
                 // The log's own time is not kept with a bad record; when it was dead-lettered
@@ -64,7 +64,7 @@ pub async fn resolve_dead_letter(
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 mode: WireMode::Structured,
                 event,
-            }))),
+            })),
             Err(reason) => {
                 let reason = reason.to_string();
                 tx.record_dead_letter_action(
@@ -118,7 +118,7 @@ pub async fn resolve_dead_letter(
                 ))
             })?;
             released.push(at);
-            records.push(Record::Event(Box::new(StoredEvent {
+            records.push(Record::Event(StoredEvent {
                 position: Position::new(held.log_partition, held.log_offset),
                 bytes: held.bytes,
                 recorded_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(
@@ -127,7 +127,7 @@ pub async fn resolve_dead_letter(
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 mode: WireMode::Structured,
                 event,
-            })));
+            }));
         }
     }
     records.sort_by_key(Record::position);

@@ -20,10 +20,13 @@ use clientlog_readstore::{
     KnownHead, Lineage, ListKeys, LoadedCustomer, StateRow, Summary, TransitionRow,
 };
 
-/// One item of the log as the projector sees it.
+/// One item of the log as the projector sees it. An event is held by value: a batch's records
+/// travel in vectors, and a box for each cost an allocation on the reading thread and a free
+/// on the folding one.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
-    Event(Box<StoredEvent>),
+    Event(StoredEvent),
     Bad(Box<BadRecord>),
 }
 
@@ -327,7 +330,7 @@ pub fn fold(
 pub struct Carry {
     /// By shard of the customer id (`shard_of`), so that shards fold apart.
     /// Boxed: a map of small entries is quicker to probe and to grow.
-    working: [FastMap<CustomerKey, Box<Working>>; SHARDS],
+    working: [FastMap<CustomerId, Box<Working>>; SHARDS],
     out: BatchWrite,
 }
 
@@ -461,65 +464,6 @@ fn transitions_by_customer(rows: &mut BatchWrite) {
         .sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
 }
 
-/// A customer id as the key of the customers a carry holds. Every record of a batch looks its
-/// customer up there (a build holds thousands, each met about once a batch): an id of up to
-/// [`CustomerKey::INLINE`] bytes is kept in the map's own slot, so the comparison that
-/// confirms a match reads no memory of its own. Hashes and compares as the id's bytes, so the
-/// map is looked up by `id.as_bytes()`.
-#[derive(Clone)]
-enum CustomerKey {
-    Inline {
-        len: u8,
-        bytes: [u8; CustomerKey::INLINE],
-    },
-    Heap(Box<[u8]>),
-}
-
-impl CustomerKey {
-    const INLINE: usize = 22;
-
-    fn new(id: &str) -> Self {
-        match id.len() {
-            len @ 0..=Self::INLINE => {
-                let mut bytes = [0; Self::INLINE];
-                bytes[..len].copy_from_slice(id.as_bytes());
-                CustomerKey::Inline {
-                    len: len as u8,
-                    bytes,
-                }
-            }
-            _ => CustomerKey::Heap(id.as_bytes().into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            CustomerKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            CustomerKey::Heap(id) => id,
-        }
-    }
-}
-
-impl PartialEq for CustomerKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for CustomerKey {}
-
-impl std::hash::Hash for CustomerKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for CustomerKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
 /// Customers are split in this many shards by id; a build that holds customers across batches
 /// folds each shard on a thread of its own ([`fold_into_sharded`]).
 const SHARDS: usize = 2;
@@ -565,7 +509,7 @@ fn event_id(stored: &StoredEvent) -> [u8; 16] {
 /// The customers of one shard while a batch is folded: what the store loaded for them, those
 /// held behind a dead letter, their working states, and where their rows go.
 struct Shard<'a> {
-    working: &'a mut FastMap<CustomerKey, Box<Working>>,
+    working: &'a mut FastMap<CustomerId, Box<Working>>,
     loaded: &'a mut HashMap<String, LoadedCustomer>,
     unlisted_head: KnownHead,
     blocked: &'a mut HashMap<String, i64>,
@@ -617,14 +561,12 @@ impl Shard<'_> {
         let w = match self.working.get_mut(customer.as_bytes()) {
             Some(w) => w,
             None => {
-                let w = Working::new(
+                let w = Box::new(Working::new(
                     stored.event.subject.clone(),
                     self.loaded.remove(customer),
                     self.unlisted_head,
-                )?;
-                self.working
-                    .entry(CustomerKey::new(customer))
-                    .or_insert(Box::new(w))
+                )?);
+                self.working.entry(w.id.clone()).or_insert(w)
             }
         };
         let out = &mut *self.out;
@@ -1041,23 +983,5 @@ mod tests {
         }
         let by_id = Audited::Ids(HashMap::new());
         assert!(!by_id.covers(&BTreeMap::from([(0, (1, 1))])));
-    }
-
-    #[test]
-    fn customer_keys_are_found_by_their_ids() {
-        let long = "C".repeat(CustomerKey::INLINE + 1);
-        let edge = "E".repeat(CustomerKey::INLINE);
-        let mut map: FastMap<CustomerKey, usize> = FastMap::default();
-        for (i, id) in ["CUST-000001", &edge, &long, "x"].into_iter().enumerate() {
-            map.insert(CustomerKey::new(id), i);
-        }
-        let get = |id: &str| map.get(id.as_bytes()).copied();
-        assert_eq!(get("CUST-000001"), Some(0));
-        assert_eq!(get(&edge), Some(1));
-        assert_eq!(get(&long), Some(2));
-        assert_eq!(get("x"), Some(3));
-        assert_eq!(get("CUST-00000"), None);
-        assert_eq!(get(&long[1..]), None);
-        assert_eq!(CustomerKey::new(&long).as_bytes(), long.as_bytes());
     }
 }

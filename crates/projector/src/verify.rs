@@ -232,7 +232,7 @@ async fn read_prefix(
     while !pending.is_empty() {
         let record = match stream.next().await {
             None => return Err(ProjectorError::ReaderStopped),
-            Some(Ok(event)) => Record::Event(Box::new(event)),
+            Some(Ok(event)) => Record::Event(event),
             Some(Err(ReadError::BadRecord(bad))) => Record::Bad(bad),
             Some(Err(ReadError::Log(err))) => return Err(err.into()),
         };

@@ -912,14 +912,14 @@ async fn dead_letter_batch(
                         )
                         .await?;
                     }
-                    *record = Record::Event(Box::new(StoredEvent {
+                    *record = Record::Event(StoredEvent {
                         position: bad.position,
                         recorded_at: time::OffsetDateTime::from_unix_timestamp(now)
                             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
                         bytes: bad.bytes.clone(),
                         mode: WireMode::Structured,
                         event,
-                    }));
+                    });
                     continue;
                 }
             }
@@ -1012,7 +1012,7 @@ async fn read_chunks(
                 }
             };
             match next {
-                Some(Ok(event)) => chunk.push(Record::Event(Box::new(event))),
+                Some(Ok(event)) => chunk.push(Record::Event(event)),
                 Some(Err(ReadError::BadRecord(bad))) => chunk.push(Record::Bad(bad)),
                 Some(Err(ReadError::Log(err))) => {
                     tracing::warn!(error = %err, "reading the log failed; the reader retries");

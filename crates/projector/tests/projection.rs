@@ -100,7 +100,7 @@ async fn all_records(log: &SqliteLog) -> Vec<Record> {
     let mut records = Vec::new();
     while records.len() < end as usize {
         match stream.next().await.expect("stream") {
-            Ok(event) => records.push(Record::Event(Box::new(event))),
+            Ok(event) => records.push(Record::Event(event)),
             Err(clientlog_eventlog::ReadError::BadRecord(bad)) => records.push(Record::Bad(bad)),
             Err(err) => panic!("read error: {err}"),
         }
@@ -163,9 +163,9 @@ async fn redelivered_events_change_nothing(test: &str, backend: Backend) {
     for (i, record) in records.iter().step_by(7).enumerate() {
         if let Record::Event(event) = record {
             for k in 0..2 {
-                let mut copy = (**event).clone();
+                let mut copy = event.clone();
                 copy.position = Position::new(0, next + 2 * i as i64 + k);
-                copies.push(Record::Event(Box::new(copy)));
+                copies.push(Record::Event(copy));
             }
         }
     }
@@ -265,13 +265,13 @@ fn stored(position: i64, bytes: Vec<u8>) -> Record {
 
 fn stored_in(partition: i32, position: i64, bytes: Vec<u8>) -> Record {
     let event = Event::decode(&bytes).expect("valid fixture");
-    Record::Event(Box::new(StoredEvent {
+    Record::Event(StoredEvent {
         position: Position::new(partition, position),
         bytes,
         recorded_at: time::OffsetDateTime::UNIX_EPOCH,
         mode: WireMode::Structured,
         event,
-    }))
+    })
 }
 
 fn bad(position: i64, customer: &str, bytes: Vec<u8>) -> Record {
