@@ -747,7 +747,10 @@ pub fn fold_into_sharded(
     carry: &mut Carry,
 ) -> Result<(), FoldError> {
     let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
-    let mut by_shard: [Vec<(Record, Option<Check>)>; SHARDS] = Default::default();
+    // About half the records each, with room for an uneven split without growing.
+    let room = records.len() / SHARDS + records.len() / 16;
+    let mut by_shard: [Vec<(Record, Option<Check>)>; SHARDS] =
+        std::array::from_fn(|_| Vec::with_capacity(room));
     // The checkpoints move here, once per run of a partition's records, rather than at each
     // record on its shard's thread.
     let mut last: Option<(i32, i64)> = None;
