@@ -587,20 +587,37 @@ async fn reevaluation_records_what_time_changed(test: &str, backend: Backend) {
     a.cleanup().await;
 }
 
+/// The default policies with their lineage, which the folds' `Evaluation` borrows.
+struct Defaults {
+    policies: Policies,
+    lineage: clientlog_readstore::Lineage,
+}
+
+impl Defaults {
+    fn new() -> Self {
+        let policies = Policies::defaults();
+        let lineage = clientlog_projector::lineage_of(&policies);
+        Self { policies, lineage }
+    }
+
+    fn at(&self, as_of: i64) -> clientlog_projector::fold::Evaluation<'_> {
+        clientlog_projector::fold::Evaluation {
+            policies: &self.policies,
+            lineage: &self.lineage,
+            as_of,
+        }
+    }
+}
+
 /// An event new to the audit copy is chained on from the customer's head, so the head must
 /// have been read: a fold whose look-ups left it unread fails and writes nothing, rather than
 /// start the customer's chain again at 1. Read (here: none stored), the chain starts at 1.
 #[test]
 fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
-    use clientlog_projector::fold::{fold, Evaluation, FoldError, Known};
+    use clientlog_projector::fold::{fold, FoldError, Known};
 
-    let policies = Policies::defaults();
-    let lineage = clientlog_projector::lineage_of(&policies);
-    let eval = Evaluation {
-        policies: &policies,
-        lineage: &lineage,
-        as_of: AS_OF,
-    };
+    let defaults = Defaults::new();
+    let eval = defaults.at(AS_OF);
     let known = |unlisted_head| Known {
         unlisted_head,
         ..nothing_known()
@@ -624,16 +641,11 @@ fn an_event_new_to_the_audit_copy_needs_its_customers_chain_head() {
 /// size asked for, and the checkpoints in what is left.
 #[test]
 fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
-    use clientlog_projector::fold::{fold_into, Carry, Evaluation};
+    use clientlog_projector::fold::{fold_into, Carry};
     use clientlog_readstore::BatchWrite;
 
-    let policies = Policies::defaults();
-    let lineage = clientlog_projector::lineage_of(&policies);
-    let eval = Evaluation {
-        policies: &policies,
-        lineage: &lineage,
-        as_of: AS_OF,
-    };
+    let defaults = Defaults::new();
+    let eval = defaults.at(AS_OF);
     let records: Vec<Record> = (0..120_u64)
         .map(|n| {
             stored(
@@ -678,16 +690,11 @@ fn a_carry_finished_in_parts_writes_what_finishing_it_at_once_writes() {
 /// the customer's own last verdict, not that of the batch that writes it.
 #[test]
 fn a_held_customer_keeps_the_time_of_its_last_verdict() {
-    use clientlog_projector::fold::{fold_into, Carry, Evaluation};
+    use clientlog_projector::fold::{fold_into, Carry};
     use std::collections::HashMap;
 
-    let policies = Policies::defaults();
-    let lineage = clientlog_projector::lineage_of(&policies);
-    let at = |as_of| Evaluation {
-        policies: &policies,
-        lineage: &lineage,
-        as_of,
-    };
+    let defaults = Defaults::new();
+    let at = |as_of| defaults.at(as_of);
     let known = nothing_known;
     let later = AS_OF + 2 * 86_400;
     let x = stored(
@@ -721,18 +728,13 @@ fn a_held_customer_keeps_the_time_of_its_last_verdict() {
 #[test]
 fn the_sharded_and_streamed_folds_write_what_the_sequential_fold_writes() {
     use clientlog_projector::fold::{
-        fold_by_customer, fold_into, fold_into_sharded, Audited, Carry, Evaluation, Known,
+        fold_by_customer, fold_into, fold_into_sharded, Audited, Carry, Known,
     };
     use clientlog_readstore::BatchWrite;
     use std::collections::HashMap;
 
-    let policies = Policies::defaults();
-    let lineage = clientlog_projector::lineage_of(&policies);
-    let eval = Evaluation {
-        policies: &policies,
-        lineage: &lineage,
-        as_of: AS_OF,
-    };
+    let defaults = Defaults::new();
+    let eval = defaults.at(AS_OF);
     let id = |n: u64| format!("0190c6a8-0000-7000-8000-{n:012}");
     let mut records = Vec::new();
     let mut position = 0;

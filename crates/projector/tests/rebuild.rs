@@ -69,6 +69,22 @@ fn demo_batches(customers: u32, months: u32, seed: u64) -> Vec<Vec<AppendEvent>>
     batches
 }
 
+/// A log in `a`'s directory holding the first half of `batches`; the other half, to append
+/// later.
+async fn log_with_first_half<'b>(
+    a: &TestStore,
+    batches: &'b [Vec<AppendEvent>],
+) -> (SqliteLog, &'b [Vec<AppendEvent>]) {
+    let log = SqliteLog::open_path(a.dir().join("events.db"))
+        .await
+        .expect("open log");
+    let (first, rest) = batches.split_at(batches.len() / 2);
+    for batch in first {
+        log.append(batch).await.expect("append");
+    }
+    (log, rest)
+}
+
 /// The embedded log in `store`'s directory, holding [`demo_batches`] of these sizes.
 async fn demo_log(store: &TestStore, customers: u32, months: u32, seed: u64) -> SqliteLog {
     let log = SqliteLog::open_path(store.dir().join("events.db"))
@@ -143,15 +159,9 @@ async fn rebuild_beside_live_while_appends_continue(test: &str, backend: Backend
     let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
-    let log = SqliteLog::open_path(a.dir().join("events.db"))
-        .await
-        .expect("open log");
     let mut batches = demo_batches(200, 18, 3);
     let after_promotion = batches.pop().expect("a last batch");
-    let (first, rest) = batches.split_at(batches.len() / 2);
-    for batch in first {
-        log.append(batch).await.expect("append");
-    }
+    let (log, rest) = log_with_first_half(&a, &batches).await;
     let store = a.open().await.expect("store");
 
     // The live version keeps projecting while appends go on.
@@ -498,19 +508,13 @@ async fn a_build_overtaking_the_live_version_chains_on_from_the_audit_copy_as_it
     let Some(a) = TestStore::new(test, backend).await else {
         return;
     };
-    let log = SqliteLog::open_path(a.dir().join("events.db"))
-        .await
-        .expect("open log");
     let batches = demo_batches(20, 6, 11);
-    let (first, rest) = batches.split_at(batches.len() / 2);
+    let (log, rest) = log_with_first_half(&a, &batches).await;
     let (middle, last) = rest.split_at(rest.len() / 2);
     let next_offset = |log: &SqliteLog| {
         let log = log.clone();
         async move { log.high_water_marks().await.expect("hwm")[&0] }
     };
-    for batch in first {
-        log.append(batch).await.expect("append");
-    }
     let (store, live) = project_live(&a, &log).await;
     let first_end = next_offset(&log).await - 1;
     for batch in middle {
@@ -603,14 +607,8 @@ async fn a_live_version_catching_up_behind_the_audit_copy_reads_a_head_before_ad
     let Some((a, b)) = TestStore::pair(test, backend).await else {
         return;
     };
-    let log = SqliteLog::open_path(a.dir().join("events.db"))
-        .await
-        .expect("open log");
     let batches = demo_batches(20, 6, 5);
-    let (first, rest) = batches.split_at(batches.len() / 2);
-    for batch in first {
-        log.append(batch).await.expect("append");
-    }
+    let (log, rest) = log_with_first_half(&a, &batches).await;
     let store = a.open().await.expect("store");
     let live = Projector::new(store.clone(), Policies::defaults())
         .await
