@@ -342,13 +342,13 @@ impl Carry {
 
     /// Whether `customer` is held (its stored rows are older than its state here).
     pub fn holds(&self, customer: &str) -> bool {
-        self.working[shard_of(customer)].contains_key(customer.as_bytes())
+        self.working[shard_of(customer)].contains_key(customer)
     }
 
     /// Whether `customer` is held with its chain head read (when it was met, or since).
     pub fn head_read(&self, customer: &str) -> bool {
         self.working[shard_of(customer)]
-            .get(customer.as_bytes())
+            .get(customer)
             .is_some_and(|w| matches!(w.head, KnownHead::Read(_)))
     }
 
@@ -382,7 +382,7 @@ impl Carry {
     /// finishes each customer after its records in the batch ([`fold_by_customer`]).
     pub fn finish_customers(&mut self, customers: &[&str], eval: &Evaluation<'_>) {
         for &customer in customers {
-            if let Some(w) = self.working[shard_of(customer)].remove(customer.as_bytes()) {
+            if let Some(w) = self.working[shard_of(customer)].remove(customer) {
                 finish(*w, eval, &mut self.out);
             }
         }
@@ -558,7 +558,7 @@ impl Shard<'_> {
             });
             return Ok(());
         }
-        let w = match self.working.get_mut(customer.as_bytes()) {
+        let w = match self.working.get_mut(customer) {
             Some(w) => w,
             None => {
                 let w = Box::new(Working::new(
