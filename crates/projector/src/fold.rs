@@ -749,13 +749,15 @@ pub fn fold_into_sharded(
     let mut seen: FastSet<[u8; 16]> = FastSet::with_capacity(records.len());
     // About half the records each, with room for an uneven split without growing.
     let room = records.len() / SHARDS + records.len() / 16;
-    let mut by_shard: [Vec<(Record, Option<Check>)>; SHARDS] =
+    // A shard folds its records where the batch holds them: moving each into a list of its
+    // shard copied it once more, and freed it on the shard's thread.
+    let mut by_shard: [Vec<(&Record, Option<Check>)>; SHARDS] =
         std::array::from_fn(|_| Vec::with_capacity(room));
     // The checkpoints move here, once per run of a partition's records, rather than at each
     // record on its shard's thread.
     let mut last: Option<(i32, i64)> = None;
-    for record in records {
-        let check = check_record(&record, &known.audited, &mut seen);
+    for record in &records {
+        let check = check_record(record, &known.audited, &mut seen);
         let position = record.position();
         last = match last {
             Some((partition, offset)) if partition == position.0 => {
@@ -807,10 +809,9 @@ pub fn fold_into_sharded(
         },
         second_records,
     );
-    // Each record is dropped once folded, on its shard's thread.
-    let fold_shard = |(mut shard, records): (Shard<'_>, Vec<(Record, Option<Check>)>)| {
+    let fold_shard = |(mut shard, records): (Shard<'_>, Vec<(&Record, Option<Check>)>)| {
         for (record, check) in records {
-            shard.fold(&record, check, eval, false)?;
+            shard.fold(record, check, eval, false)?;
         }
         Ok::<_, FoldError>(())
     };
