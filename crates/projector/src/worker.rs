@@ -440,7 +440,11 @@ impl Projector {
             if !alive {
                 break Err(ProjectorError::ReaderStopped);
             }
-            let batch: Vec<Record> = carry.drain(..carry.len().min(batch_size)).collect();
+            let batch: Vec<Record> = if carry.len() <= batch_size {
+                std::mem::take(&mut carry)
+            } else {
+                carry.drain(..batch_size).collect()
+            };
             for record in &batch {
                 let (partition, offset) = record.position();
                 let entry = read_to.entry(partition).or_insert(offset);
