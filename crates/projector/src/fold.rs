@@ -330,7 +330,7 @@ pub fn fold(
 pub struct Carry {
     /// By shard of the customer id (`shard_of`), so that shards fold apart.
     /// Boxed: a map of small entries is quicker to probe and to grow.
-    working: [FastMap<CustomerId, Box<Working>>; SHARDS],
+    working: [FastMap<CustomerId, Working>; SHARDS],
     out: BatchWrite,
 }
 
@@ -383,7 +383,7 @@ impl Carry {
     pub fn finish_customers(&mut self, customers: &[&str], eval: &Evaluation<'_>) {
         for &customer in customers {
             if let Some(w) = self.working[shard_of(customer)].remove(customer) {
-                finish(*w, eval, &mut self.out);
+                finish(w, eval, &mut self.out);
             }
         }
     }
@@ -440,13 +440,13 @@ impl Carry {
             }
         }
         self.out.transitions = transitions.collect();
-        let mut customers: Vec<Box<Working>> = std::mem::take(&mut self.working)
+        let mut customers: Vec<Working> = std::mem::take(&mut self.working)
             .into_iter()
             .flat_map(FastMap::into_values)
             .collect();
-        customers.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        customers.sort_by_cached_key(|w| w.id.clone());
         for (i, w) in customers.into_iter().enumerate() {
-            finish(*w, eval, &mut self.out);
+            finish(w, eval, &mut self.out);
             if (i + 1) % chunk == 0 && !emit(self.take_rows()) {
                 return BatchWrite::default();
             }
@@ -509,7 +509,7 @@ fn event_id(stored: &StoredEvent) -> [u8; 16] {
 /// The customers of one shard while a batch is folded: what the store loaded for them, those
 /// held behind a dead letter, their working states, and where their rows go.
 struct Shard<'a> {
-    working: &'a mut FastMap<CustomerId, Box<Working>>,
+    working: &'a mut FastMap<CustomerId, Working>,
     loaded: &'a mut HashMap<String, LoadedCustomer>,
     unlisted_head: KnownHead,
     blocked: &'a mut HashMap<String, i64>,
@@ -561,11 +561,11 @@ impl Shard<'_> {
         let w = match self.working.get_mut(customer) {
             Some(w) => w,
             None => {
-                let w = Box::new(Working::new(
+                let w = Working::new(
                     stored.event.subject.clone(),
                     self.loaded.remove(customer),
                     self.unlisted_head,
-                )?);
+                )?;
                 self.working.entry(w.id.clone()).or_insert(w)
             }
         };
