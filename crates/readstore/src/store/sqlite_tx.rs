@@ -188,7 +188,7 @@ pub(super) fn open_dead_letters_of(
     // Usually there are none: one look-up instead of one per customer (a rebuild meets
     // every customer once, in its first batches).
     let any_open: bool = conn
-        .prepare_cached(
+        .prepare(
             "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE status = 'open' AND version = ?1)",
         )
         .and_then(|mut any| any.query_row([version], |r| r.get(0)))
