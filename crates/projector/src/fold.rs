@@ -328,9 +328,8 @@ pub fn fold(
 /// writing every batch would rewrite a customer's rows once per batch it appears in.
 #[derive(Default)]
 pub struct Carry {
-    /// By shard of the customer id (`shard_of`), so that shards fold apart. The states are
-    /// held in the maps themselves: a look-up lands on the state it finds (boxed, each was one
-    /// more pointer to follow, out of the cache, for every record).
+    /// By shard of the customer id (`shard_of`), so that shards fold apart.
+    /// Boxed: a map of small entries is quicker to probe and to grow.
     working: [FastMap<CustomerId, Working>; SHARDS],
     out: BatchWrite,
 }
