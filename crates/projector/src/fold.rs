@@ -741,6 +741,7 @@ pub fn fold_by_customer(
 /// on a thread of its own: a customer's events stay in log order, and the checks by event id,
 /// which span customers, run first on this thread. Rows of the two shards are appended one
 /// shard after the other, so only the order across customers differs from [`fold_into`].
+/// Takes the records to drop them here, on the fold's thread, once both shards are done.
 pub fn fold_into_sharded(
     records: Vec<Record>,
     known: Known,
